@@ -1,0 +1,57 @@
+"""gunicorn settings for both roles (gunicorn reads ./gunicorn.conf.py by default).
+
+The role is the WSGI module named on the command line (`wsgi_master:app` or
+`wsgi_slave:app`), or GUSHER_ROLE. The bind address comes from the seed's
+listen settings, so `.env` alone configures a deployment.
+"""
+
+import sys
+
+from gusher.config import load_settings, parse_listen
+
+_settings = load_settings()
+
+
+def _role() -> str:
+    import os
+
+    role = os.environ.get("GUSHER_ROLE", "")
+    if role:
+        return role
+    return "master" if any("wsgi_master" in arg for arg in sys.argv) else "slave"
+
+
+_ROLE = _role()
+_host, _port = parse_listen(_settings.master_api_listen if _ROLE == "master" else _settings.api_listen)
+
+bind = [f"{_host}:{_port}"]
+worker_class = "gevent"
+workers = _settings.master_workers if _ROLE == "master" else _settings.slave_workers
+# Upgraded WebSockets leave gunicorn's pool at once (the Hub owns them), so this
+# bounds handshakes and HTTP requests in flight, not held connections.
+worker_connections = 16384
+# Each WebSocket is one request: recycling workers by request count would drop clients.
+max_requests = 0
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+backlog = 4096
+control_socket_disable = True
+loglevel = _settings.log_level
+accesslog = None
+errorlog = "-"
+proc_name = f"gusher-{_ROLE}"
+
+
+def post_worker_init(worker):
+    """Start the slave worker's bus, heartbeat and sweeper (after monkey-patching)."""
+    services = getattr(worker.wsgi, "extensions", {}).get("gusher.services")
+    if services is not None:
+        services.start(worker)
+
+
+def worker_exit(server, worker):
+    """Leave the cluster cleanly even when the watcher did not run."""
+    services = getattr(worker.wsgi, "extensions", {}).get("gusher.services")
+    if services is not None:
+        services.stop()

@@ -1,0 +1,76 @@
+"""Application factories for the two roles, and the one error → HTTP mapping."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from gusher import master, slave
+from gusher.config import Settings, load_settings
+from gusher.errors import GusherError, HandshakeError
+from gusher.services import SlaveServices
+
+log = logging.getLogger(__name__)
+
+
+def _error_response(error: GusherError) -> Any:
+    response = jsonify(error.payload())
+    response.status_code = error.http_status
+    if isinstance(error, HandshakeError) and error.http_status == 426:
+        response.headers["Sec-WebSocket-Version"] = "13"
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(GusherError)
+    def gusher_error(error: GusherError) -> Any:
+        if error.http_status >= 500:
+            log.warning("%s: %s", type(error).__name__, error.reason)
+        return _error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        response = jsonify(error=error.description or error.name)
+        response.status_code = error.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Any:
+        log.exception("unhandled error")
+        response = jsonify(error="internal error")
+        response.status_code = 500
+        return response
+
+
+def _new_app(name: str, settings: Settings) -> Flask:
+    app = Flask(name)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # seed key order
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_push_bytes + 4096
+    _register_error_handlers(app)
+    return app
+
+
+def create_master_app(settings: Settings | None = None) -> Flask:
+    """The master: the stateless HTTP API."""
+    settings = settings or load_settings()
+    app = _new_app("gusher.master", settings)
+    master.init_app(app, settings)
+    return app
+
+
+def create_slave_app(settings: Settings | None = None) -> Flask:
+    """The slave: the WebSocket route; per-worker services start with the worker."""
+    settings = settings or load_settings()
+    app = _new_app("gusher.slave", settings)
+    services = SlaveServices(settings)
+    slave.init_app(app, services)
+
+    @app.before_request
+    def ensure_started() -> None:
+        # Served without gunicorn.conf.py's post_worker_init hook: start lazily.
+        services.start()
+
+    return app

@@ -1,0 +1,214 @@
+"""The worker's one Redis pub/sub connection: subscribe, listen, reconnect.
+
+Guarantees (per worker):
+- one Redis subscription per pub/sub channel, whatever the number of local
+  subscribers (the hub calls `want` for the first and `release` after the last);
+- `on_ready(key)` is called only once Redis has confirmed the SUBSCRIBE, from
+  the listener greenlet and before any message of that channel is handed on,
+  so a client told `subscribe_succeeded` receives every later message;
+- messages are handed to `on_messages` in the order Redis sent them, in
+  batches of what was already waiting on the socket (a burst becomes one batch,
+  which lets the hub coalesce writes);
+- delivery is at most once: messages published while the connection is down
+  are lost (Redis pub/sub keeps nothing). After a reconnect, with capped and
+  jittered backoff, every wanted channel is subscribed again.
+
+Subscription changes are serialised in one place, the sync greenlet, which
+also pings Redis so that a dead connection is noticed by the listener's read
+timeout. The listener owns reading and reconnecting.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Callable, Iterable
+
+import gevent
+import gevent.event
+import gevent.lock
+import redis
+from redis.connection import Connection
+
+log = logging.getLogger(__name__)
+
+MessageBatch = list[tuple[bytes, bytes]]
+
+_CHUNK = 500  # channels per SUBSCRIBE/UNSUBSCRIBE command
+_BATCH_LIMIT = 512  # messages handed on at most per batch
+_MAX_BACKOFF = 5.0
+_NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class Bus:
+    """Keeps this worker's Redis subscriptions equal to what its clients want."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        on_messages: Callable[[MessageBatch], None],
+        on_ready: Callable[[str], None],
+        ping_every: float = 5.0,
+    ) -> None:
+        self._pool = redis.ConnectionPool.from_url(
+            redis_url, socket_connect_timeout=2.0, socket_timeout=None, socket_keepalive=True,
+            protocol=2,  # RESP2: pub/sub messages are plain replies, not RESP3 push frames
+        )
+        self._on_messages = on_messages
+        self._on_ready = on_ready
+        self._ping_every = ping_every
+        self._conn: Connection | None = None
+        self._desired: set[str] = set()  # keys some local client wants
+        self._sent: set[str] = set()  # keys whose last command sent was SUBSCRIBE
+        self._active: set[str] = set()  # keys Redis confirmed and still subscribed
+        self._inflight: dict[str, int] = {}  # SUBSCRIBE replies still to come
+        self._wake = gevent.event.Event()
+        self._write_lock = gevent.lock.Semaphore()
+        self._greenlets: list[gevent.Greenlet] = []
+        self.reconnects = 0
+        self.connected = False
+        self._ever_connected = False
+
+    # -- what the hub calls -------------------------------------------------
+
+    def want(self, key: str) -> bool:
+        """Make sure `key` is subscribed; True if it already is (no `on_ready` follows)."""
+        self._desired.add(key)
+        if key in self._active:
+            return True
+        self._wake.set()
+        return False
+
+    def release(self, key: str) -> None:
+        """No local client wants `key` any more; unsubscribe it soon."""
+        self._desired.discard(key)
+        self._wake.set()
+
+    def start(self) -> None:
+        """Spawn the listener and the sync greenlets."""
+        self._greenlets = [gevent.spawn(self._listen_forever), gevent.spawn(self._sync_forever)]
+
+    def stop(self) -> None:
+        """Stop both greenlets and close the connection."""
+        gevent.killall(self._greenlets, block=False)
+        self._drop_connection()
+
+    @property
+    def subscription_count(self) -> int:
+        """Channels this worker holds in Redis."""
+        return len(self._active)
+
+    # -- listener --------------------------------------------------------------
+
+    def _listen_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                conn = self._connect()
+                backoff = 0.1
+                self._read(conn)
+            except _NETWORK_ERRORS as exc:
+                log.warning("redis pub/sub connection lost (%s); retrying in %.1f s", exc, backoff)
+            except Exception:  # a bug must not end the listener: log it, reconnect
+                log.exception("pub/sub listener failed; reconnecting")
+            self._drop_connection()
+            gevent.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _connect(self) -> Connection:
+        conn = self._pool.make_connection()
+        conn.connect()
+        with self._write_lock:
+            self._sent = set(self._desired)
+            self._active.clear()
+            self._inflight.clear()
+            self._send(conn, "SUBSCRIBE", self._sent)
+            self._conn = conn
+        if self._ever_connected:
+            self.reconnects += 1
+        self._ever_connected = self.connected = True
+        log.info("redis pub/sub connected; subscribing %d channels", len(self._sent))
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self.connected = False
+        self._active.clear()
+        if conn is not None:
+            conn.disconnect()
+
+    def _read(self, conn: Connection) -> None:
+        batch: MessageBatch = []
+        read_timeout = self._ping_every * 3
+        while True:
+            if batch and (len(batch) >= _BATCH_LIMIT or not conn.can_read(0)):
+                self._hand_on(batch)
+                batch = []
+            reply = conn.read_response(timeout=read_timeout, disconnect_on_error=False)
+            kind = reply[0]
+            if kind == b"message":
+                batch.append((reply[1], reply[2]))
+                continue
+            if batch:
+                self._hand_on(batch)
+                batch = []
+            if kind == b"subscribe":
+                self._confirmed(reply[1].decode("utf-8", "surrogateescape"))
+
+    def _hand_on(self, batch: MessageBatch) -> None:
+        try:
+            self._on_messages(batch)
+        except Exception:  # one bad batch must not cost the connection
+            log.exception("fan-out of %d messages failed", len(batch))
+
+    def _confirmed(self, key: str) -> None:
+        left = self._inflight.get(key, 0) - 1
+        if left > 0:
+            self._inflight[key] = left
+            return
+        self._inflight.pop(key, None)
+        if key in self._sent:
+            self._active.add(key)
+            self._on_ready(key)
+
+    # -- sync ------------------------------------------------------------------
+
+    def _sync_forever(self) -> None:
+        while True:
+            self._wake.wait(self._ping_every)
+            self._wake.clear()
+            conn = self._conn
+            if conn is None:
+                continue
+            try:
+                self._sync(conn)
+            except _NETWORK_ERRORS as exc:
+                log.warning("redis pub/sub write failed (%s)", exc)
+                if conn is self._conn:
+                    conn.disconnect()  # wakes the listener, which reconnects
+            except Exception:
+                log.exception("pub/sub sync failed")
+
+    def _sync(self, conn: Connection) -> None:
+        with self._write_lock:
+            if conn is not self._conn:
+                return
+            to_unsubscribe = self._sent - self._desired
+            to_subscribe = self._desired - self._sent
+            if to_unsubscribe:
+                self._sent -= to_unsubscribe
+                self._active -= to_unsubscribe
+                self._send(conn, "UNSUBSCRIBE", to_unsubscribe)
+            if to_subscribe:
+                self._sent |= to_subscribe
+                self._send(conn, "SUBSCRIBE", to_subscribe)
+            if not (to_subscribe or to_unsubscribe):
+                conn.send_command("PING", check_health=False)
+
+    def _send(self, conn: Connection, command: str, keys: Iterable[str]) -> None:
+        ordered = list(keys)
+        if command == "SUBSCRIBE":
+            for key in ordered:
+                self._inflight[key] = self._inflight.get(key, 0) + 1
+        for start in range(0, len(ordered), _CHUNK):
+            conn.send_command(command, *ordered[start : start + _CHUNK], check_health=False)

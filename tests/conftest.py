@@ -1,0 +1,67 @@
+"""Fixtures: a real Redis-compatible server on a free port, real gunicorn roles, a real webhook.
+
+Session-wide processes are shared by the tests that only need a working
+cluster; every such test makes its own app key, so tests never see each
+other's messages. Tests that break things (kill a worker, stop Redis) start
+their own processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis as redis_lib
+
+from gusher.embedded import EmbeddedRedis
+from tests.support import Client, GunicornProcess, Webhook, new_app_key
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_server: EmbeddedRedis) -> redis_lib.Redis:
+    return redis_lib.Redis(host=redis_server.host, port=redis_server.port)
+
+
+@pytest.fixture(scope="session")
+def webhook() -> Iterator[Webhook]:
+    server = Webhook()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def master(redis_server: EmbeddedRedis) -> Iterator[GunicornProcess]:
+    process = GunicornProcess("master", redis_server.addr).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def slave(redis_server: EmbeddedRedis) -> Iterator[GunicornProcess]:
+    process = GunicornProcess("slave", redis_server.addr, workers=2, webhook_timeout=1).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def app_key(redis_client: redis_lib.Redis, webhook: Webhook) -> str:
+    """A fresh app whose webhook is the test webhook."""
+    key = new_app_key()
+    redis_client.hset(key, "url", webhook.url)
+    return key
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    """Collects clients a test opens and closes them afterwards."""
+    opened: list[Client] = []
+    yield opened
+    for client in opened:
+        client.close()

@@ -1,0 +1,250 @@
+"""Real processes for the end-to-end tests: gunicorn roles, a webhook, WebSocket clients.
+
+Nothing here is mocked: gunicorn runs `wsgi_master:app` / `wsgi_slave:app`
+with the repository's `gunicorn.conf.py`, the webhook is a real HTTP server,
+and clients use websocket-client, a library users' backends use too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+import websocket
+
+from gusher.embedded import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class GunicornProcess:
+    """One gunicorn server of a role, on a free port, with its log kept."""
+
+    def __init__(self, role: str, redis_addr: str, workers: int = 2, **settings: Any) -> None:
+        self.role = role
+        self.port = free_port()
+        self.workers = workers
+        listen = f"127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "GUSHER_ROLE": role,
+            "GUSHER_ENV_FILE": "/nonexistent/.env",
+            "REDIS_ADDR": redis_addr,
+            "RETURN_SERVERINFO_INTERVAL": "1",
+            "GUSHER_SLAVE_WORKERS": str(workers),
+            "GUSHER_MASTER_WORKERS": str(workers),
+            ("MASTER_API_LISTEN" if role == "master" else "API_LISTEN"): listen,
+        }
+        for name, value in settings.items():
+            self.env["GUSHER_" + name.upper()] = str(value)
+        self.log_path = Path(tempfile.mkstemp(prefix=f"gusher-{role}-", suffix=".log")[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, wait_ready: bool = True) -> "GunicornProcess":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), f"wsgi_{self.role}:app"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for_port("127.0.0.1", self.port, 30)
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until every worker answers /healthz with 200 (Redis connected)."""
+        deadline = time.monotonic() + timeout
+        ready_pids: set[int] = set()
+        while True:
+            try:
+                response = requests.get(self.url + "/healthz", timeout=2)
+                if response.status_code == 200:
+                    ready_pids.add(response.json().get("pid", 0))
+                    if self.role == "master" or len(ready_pids) >= self.workers:
+                        return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.role} not ready; log:\n{self.log()}")
+            time.sleep(0.05)
+
+    def worker_pids(self) -> list[int]:
+        import psutil
+
+        assert self.process is not None
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    """Answers according to the `auth` token, so each test picks the webhook's behaviour.
+
+    - `allow:<user>:<ch1>,<ch2>` → 200 {"user_id": user, "channels": [...]}
+    - `slow:<seconds>` → waits, then allows channel `slow`
+    - `status:<code>` → answers that status
+    - `garbage` → 200 with a body that is not JSON
+    - `empty` → 200 with an empty channel list
+    - `huge` → 200 with a 5 MB body
+    """
+
+    server: "Webhook"  # type: ignore[assignment]
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        self.server.requests.append({"path": self.path, "form": form, "headers": dict(self.headers)})
+        auth = form.get("auth", [""])[0]
+        kind, _, rest = auth.partition(":")
+        status, body = 200, b""
+        if kind == "allow":
+            user, _, channels = rest.partition(":")
+            body = json.dumps({"user_id": user, "channels": channels.split(",")}).encode()
+        elif kind == "slow":
+            time.sleep(float(rest))
+            body = json.dumps({"user_id": "slow", "channels": ["slow"]}).encode()
+        elif kind == "status":
+            status, body = int(rest), b'{"error": "no"}'
+        elif kind == "garbage":
+            body = b"<html>not json</html>"
+        elif kind == "empty":
+            body = json.dumps({"user_id": "u", "channels": []}).encode()
+        elif kind == "huge":
+            body = b'{"user_id": "u", "channels": ["' + b"a" * 5_000_000 + b'"]}'
+        else:
+            status, body = 403, b'{"error": "unknown token"}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass  # the slave gave up reading (huge bodies): expected
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class Webhook(ThreadingHTTPServer):
+    """A real HTTP webhook in a thread of the test process."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", free_port()), _WebhookHandler)
+        self.requests: list[dict[str, Any]] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/auth"
+
+
+def new_app_key(prefix: str = "app") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def allow(user: str, *channels: str) -> str:
+    """The auth token that makes the test webhook allow `channels`."""
+    return f"allow:{user}:{','.join(channels)}"
+
+
+class Client:
+    """A WebSocket client speaking gusher's protocol (websocket-client underneath)."""
+
+    def __init__(self, base_ws_url: str, app_key: str, auth: str | None, timeout: float = 5.0,
+                 **options: Any) -> None:
+        query = "" if auth is None else "?" + urllib.parse.urlencode({"auth": auth})
+        self.ws = websocket.create_connection(f"{base_ws_url}/ws/{app_key}{query}", timeout=timeout,
+                                              **options)
+
+    def send_json(self, message: Any) -> None:
+        self.ws.send(json.dumps(message))
+
+    def recv_json(self, timeout: float = 5.0) -> Any:
+        self.ws.settimeout(timeout)
+        return json.loads(self.ws.recv())
+
+    def subscribe(self, channel: str, request_id: Any = "1") -> Any:
+        self.send_json({"event": "gusher.subscribe", "data": {"id": request_id, "channel": channel}})
+        return self.recv_json()
+
+    def unsubscribe(self, channel: str, request_id: Any = "1") -> Any:
+        self.send_json({"event": "gusher.unsubscribe", "data": {"id": request_id, "channel": channel}})
+        return self.recv_json()
+
+    def expect_silence(self, seconds: float = 0.5) -> None:
+        """Assert that nothing arrives for `seconds`."""
+        self.ws.settimeout(seconds)
+        try:
+            data = self.ws.recv()
+        except websocket.WebSocketTimeoutException:
+            return
+        raise AssertionError(f"expected nothing, got {data!r}")
+
+    def recv_close(self, timeout: float = 5.0) -> tuple[int, str]:
+        """Read until the server's Close frame; return its code and reason."""
+        self.ws.settimeout(timeout)
+        while True:
+            frame = self.ws.recv_frame()
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else 1005
+                return code, frame.data[2:].decode()
+
+    def close(self) -> None:
+        try:
+            self.ws.close(timeout=1)
+        except Exception:
+            pass
+
+
+def push(master_url: str, app_key: str, channel: str, event: str, data: str, **kwargs: Any) -> requests.Response:
+    return requests.post(f"{master_url}/api/push/{app_key}/{channel}/{event}", params={"data": data},
+                         timeout=5, **kwargs)
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
