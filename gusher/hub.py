@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 # Yield to the event loop after this many sends, so that a huge fan-out never
 # starves the worker's heartbeat or its gunicorn watchdog (FACTS).
 _SENDS_PER_YIELD = 4096
-_MAX_QUEUED_COMMANDS = 64
 
 
 @dataclass
@@ -65,6 +64,9 @@ class Hub:
         self.stats = Stats()
         self._pending: dict[str, list[_PendingSubscribe]] = {}
         self._next_id = 0
+        # Commands a client may send while a subscribe waits for Redis: enough
+        # to subscribe to all its allowed channels in one go, but bounded.
+        self._max_queued_commands = 2 * settings.max_subscriptions_per_connection + 64
 
     # -- connections -----------------------------------------------------------
 
@@ -127,7 +129,7 @@ class Hub:
             conn.send(frames.encode_text(exc.reply))
             return
         if conn.blocked:
-            if len(conn.commands) >= _MAX_QUEUED_COMMANDS:
+            if len(conn.commands) >= self._max_queued_commands:
                 conn.close(frames.CLOSE_POLICY_VIOLATION, "too many commands in flight")
                 return
             conn.commands.append(command)

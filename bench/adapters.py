@@ -1,0 +1,103 @@
+"""Protocol adapters: what the load generator says after the WebSocket opens — pure.
+
+One client, several servers: the generator owns sockets, framing, pings and
+timestamps; an adapter only knows the URL to ask for, the text messages that
+join the connection's channels, and how to classify each text message the
+server sends. Pushed messages of every system carry the same marker
+`B|<seq>|<sent_ns>|` inside their data, which the generator finds itself.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+ACK, OTHER, REFUSED = 1, 0, -1
+
+
+class GusherAdapter:
+    """gusher's protocol: auth in the URL, one `gusher.subscribe` per channel."""
+
+    name = "gusher"
+
+    def __init__(self, app_key: str) -> None:
+        self.app_key = app_key
+
+    def path(self, index: int, channels: list[str]) -> str:
+        token = f"allow:u{index}:{','.join(channels)}"
+        return f"/ws/{self.app_key}?auth={urllib.parse.quote(token, safe='')}"
+
+    def opening(self, channels: list[str]) -> list[bytes]:
+        return [
+            json.dumps({"event": "gusher.subscribe", "data": {"id": str(i), "channel": c}}).encode()
+            for i, c in enumerate(channels)
+        ]
+
+    def on_text(self, payload: bytes, channels: list[str]) -> tuple[int, list[bytes]]:
+        if b'"gusher.subscribe_succeeded"' in payload:
+            return ACK, []
+        if b'"gusher.subscribe_error"' in payload:
+            return REFUSED, []
+        return OTHER, []
+
+
+class SocketIOAdapter:
+    """Socket.IO v4 (Engine.IO 4) over a bare WebSocket, rooms joined with a `join` event.
+
+    Sequence: server `0{...}` (open) → client `40` → server `40{"sid"}` →
+    client `42["join","<room>"]` per room → server `42["joined","<room>"]`.
+    Engine.IO pings are the text `2`, answered with `3`.
+    """
+
+    name = "socketio"
+
+    def path(self, index: int, channels: list[str]) -> str:
+        return "/socket.io/?EIO=4&transport=websocket"
+
+    def opening(self, channels: list[str]) -> list[bytes]:
+        return []
+
+    def on_text(self, payload: bytes, channels: list[str]) -> tuple[int, list[bytes]]:
+        if payload == b"2":
+            return OTHER, [b"3"]
+        if payload.startswith(b'42["joined"'):
+            return ACK, []
+        if payload.startswith(b"40"):
+            return OTHER, [b'42["join",%s]' % json.dumps(c).encode() for c in channels]
+        if payload.startswith(b"0{"):
+            return OTHER, [b"40"]
+        if payload.startswith(b"44") or payload.startswith(b"41"):
+            return REFUSED, []
+        return OTHER, []
+
+
+class BareAdapter:
+    """The limit baseline: the connection is ready as soon as it is upgraded."""
+
+    name = "bare"
+
+    def path(self, index: int, channels: list[str]) -> str:
+        return "/ws/limit"
+
+    def opening(self, channels: list[str]) -> list[bytes]:
+        return []
+
+    def on_text(self, payload: bytes, channels: list[str]) -> tuple[int, list[bytes]]:
+        return OTHER, []
+
+
+def make_adapter(spec: dict) -> GusherAdapter | SocketIOAdapter | BareAdapter:
+    """Build an adapter from a picklable spec such as `{"kind": "gusher", "app_key": "a"}`."""
+    kind = spec["kind"]
+    if kind == "gusher":
+        return GusherAdapter(spec["app_key"])
+    if kind == "socketio":
+        return SocketIOAdapter()
+    if kind == "bare":
+        return BareAdapter()
+    raise ValueError(f"unknown adapter {kind!r}")
+
+
+def needs_acks(adapter: object) -> bool:
+    """Whether a connection is ready only after one ACK per channel."""
+    return not isinstance(adapter, BareAdapter)
