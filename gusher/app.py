@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from gusher import master, slave
+from gusher import api, master, slave
 from gusher.config import Settings, load_settings
 from gusher.errors import GusherError, HandshakeError
 from gusher.services import SlaveServices
@@ -58,6 +58,7 @@ def create_master_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = _new_app("gusher.master", settings)
     master.init_app(app, settings)
+    api.init_app(app)
     return app
 
 

@@ -7,13 +7,15 @@ errors become `BackendUnavailable`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
 
 import redis
 
 from gusher.config import Settings
 from gusher.errors import BackendUnavailable, UnknownApp
-from gusher.keys import APP_URL_FIELD, check_app_key
+from gusher.keys import APP_URL_FIELD, INTERNAL_PREFIX, check_app_key
+from gusher.patterns import ChannelRules
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
@@ -63,3 +65,85 @@ def check_app(client: redis.Redis, app_key: str) -> None:
         exists = client.hexists(app_key, APP_URL_FIELD)
     if not exists:
         raise UnknownApp(f"unknown app_key {app_key[:100]!r}")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """An app's hash, read in one HGETALL.
+
+    Attributes:
+        url: the auth webhook (seed; the app exists iff it is set).
+        secret: signs pushes to the master and webhook calls; empty = open app (seed).
+        origins: WebSocket `Origin`s allowed (exact or `*` globs); empty = any.
+        jwt_key: HS256 secret or RS256 PEM public key; set = clients use JWTs, no webhook.
+    """
+
+    key: str
+    url: str
+    secret: str = field(default="", repr=False)
+    origins: tuple[str, ...] = ()
+    jwt_key: str = field(default="", repr=False)
+
+    @property
+    def is_secured(self) -> bool:
+        """Whether API calls for this app must prove they know its secret."""
+        return bool(self.secret)
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """Whether a WebSocket handshake with this `Origin` header may proceed.
+
+        Browsers always send `Origin` on WebSocket handshakes, and it is what a
+        hijacking page cannot forge; a request without one is not a browser's
+        (and a non-browser client could claim any origin anyway), so only a
+        present, unlisted origin is refused.
+        """
+        if not self.origins or origin is None:
+            return True
+        return ChannelRules(self.origins).allows(origin.strip().lower().rstrip("/"))
+
+
+def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
+    """Build an `AppConfig` from the raw hash — pure.
+
+    `origins` is a list separated by commas or spaces; origins compare lower-case.
+
+    Raises:
+        UnknownApp: the hash has no `url` field.
+    """
+    def text(name: str) -> str:
+        return fields.get(name.encode(), b"").decode("utf-8", "replace").strip()
+
+    url = text(APP_URL_FIELD)
+    if not url:
+        raise UnknownApp(f"unknown app_key {app_key[:100]!r}")
+    origins = tuple(o.lower().rstrip("/") for o in text("origins").replace(",", " ").split())
+    return AppConfig(app_key, url, text("secret"), origins, text("jwt_key"))
+
+
+def load_app(client: redis.Redis, app_key: str) -> AppConfig:
+    """The app's whole record (see `webhook_url` for the errors)."""
+    check_app_key(app_key)
+    with backend():
+        raw = client.hgetall(app_key)
+    return parse_app(app_key, raw)
+
+
+def scan_apps(client: redis.Redis, limit: int = 10000) -> list[AppConfig]:
+    """Apps found by SCAN (hashes with a `url`), at most `limit` keys looked at.
+
+    For the start-up log and the admin listing; gusher's own `gusher:` keys
+    are skipped.
+    """
+    found = []
+    with backend():
+        for seen, key in enumerate(client.scan_iter(count=500, _type="HASH")):
+            if seen >= limit:
+                break
+            name = key.decode("utf-8", "replace")
+            if name.startswith(INTERNAL_PREFIX) or "@" in name:
+                continue
+            try:
+                found.append(parse_app(name, client.hgetall(key)))
+            except UnknownApp:
+                continue
+    return sorted(found, key=lambda app: app.key)

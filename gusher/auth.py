@@ -1,7 +1,8 @@
 """Ask an app's webhook who a connecting client is and what it may hear.
 
-The slave POSTs `auth=<token>` (form-encoded) to the app's webhook URL; the
-webhook answers `{"user_id": "...", "channels": ["a", "b"]}`. The call is
+The slave POSTs `auth=<token>` (form-encoded; ext: plus `app_key` and
+`remote_addr`, signed with the app's secret when it has one) to the app's
+webhook URL; the webhook answers `{"user_id": "...", "channels": ["a", "b"]}`. The call is
 bounded in time (a gevent.Timeout over the whole exchange, since requests'
 timeout is per socket operation), in body size, and in how many run at once per
 worker, so that a slow or hostile webhook can delay only its own clients.
@@ -9,25 +10,60 @@ worker, so that a slow or hostile webhook can delay only its own clients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 
 import gevent
 import gevent.lock
 import orjson
 import requests
 
-from gusher.errors import WebhookError
+from gusher.errors import AuthError, WebhookError
 from gusher.keys import MAX_NAME_LENGTH
+from gusher.patterns import ChannelRules
+from gusher.signing import SIGNATURE_HEADER, sign
 
 MAX_ALLOWED_CHANNELS = 10000
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a client is and which channels it may subscribe to."""
+    """Who a client is and which channels it may subscribe to.
+
+    `channels` is the list as given (exact names, `*` globs, `{user_id}`
+    placeholders); `rules` is it compiled once, for every subscribe to use.
+    """
 
     user_id: str
     channels: frozenset[str]
+    rules: ChannelRules = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rules", ChannelRules(self.channels, self.user_id))
+
+
+def identity_from(answer: object, source: str, error: type[AuthError]) -> Identity:
+    """Validate `{"user_id", "channels": [str, ...]}` from a webhook or a JWT — pure.
+
+    Args:
+        answer: the decoded JSON answer or claims.
+        source: how reasons name it ("webhook answer", "token").
+        error: the error class to raise.
+    """
+    if not isinstance(answer, dict):
+        raise error(f"{source} is not a JSON object")
+    channels = answer.get("channels")
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise error(f"{source} has no 'channels' list of strings")
+    usable = [c for c in channels if c and len(c) <= MAX_NAME_LENGTH]
+    if not usable:
+        raise error(f"{source} allowed no channels")
+    if len(usable) > MAX_ALLOWED_CHANNELS:
+        raise error(f"{source} allowed more than {MAX_ALLOWED_CHANNELS} channels")
+    user_id = answer.get("user_id", "")
+    if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
+        raise error(f"{source}'s 'user_id' is not a string")
+    return Identity(str(user_id), frozenset(usable))
 
 
 def parse_webhook_answer(body: bytes) -> Identity:
@@ -41,20 +77,27 @@ def parse_webhook_answer(body: bytes) -> Identity:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise WebhookError("webhook answer is not JSON") from None
-    if not isinstance(answer, dict):
-        raise WebhookError("webhook answer is not a JSON object")
-    channels = answer.get("channels")
-    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-        raise WebhookError("webhook answer has no 'channels' list of strings")
-    usable = [c for c in channels if c and len(c) <= MAX_NAME_LENGTH]
-    if not usable:
-        raise WebhookError("webhook allowed no channels")
-    if len(usable) > MAX_ALLOWED_CHANNELS:
-        raise WebhookError(f"webhook allowed more than {MAX_ALLOWED_CHANNELS} channels")
-    user_id = answer.get("user_id", "")
-    if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
-        raise WebhookError("webhook answer's 'user_id' is not a string")
-    return Identity(str(user_id), frozenset(usable))
+    return identity_from(answer, "webhook answer", WebhookError)
+
+
+def webhook_request(auth: str, app_key: str, remote: str, secret: str) -> tuple[bytes, dict[str, str]]:
+    """The form body and headers of a webhook call — pure.
+
+    The seed sends only `auth`; `app_key` and `remote_addr` are added so one
+    backend can serve several apps and log who connects. With a `secret`, the
+    body is signed (`X-Gusher-Signature`), so the backend can tell that gusher
+    is calling and not someone replaying tokens against it.
+    """
+    fields = {"auth": auth}
+    if app_key:
+        fields["app_key"] = app_key
+    if remote:
+        fields["remote_addr"] = remote
+    body = urllib.parse.urlencode(fields).encode("ascii")
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    return body, headers
 
 
 class Authenticator:
@@ -66,24 +109,26 @@ class Authenticator:
         self._slots = gevent.lock.BoundedSemaphore(concurrency)
         self._session = requests.Session()
 
-    def authenticate(self, url: str, auth: str) -> Identity:
-        """Ask the webhook at `url` about `auth`.
+    def authenticate(self, url: str, auth: str, app_key: str = "", remote: str = "",
+                     secret: str = "") -> Identity:
+        """Ask the webhook at `url` about `auth` (see `webhook_request` for the rest).
 
         Raises:
             WebhookError: timeout, connection failure, non-2xx status, a body
                 over `max_body`, or an unusable answer.
         """
+        body, headers = webhook_request(auth, app_key, remote, secret)
         try:
             with gevent.Timeout(self.timeout, WebhookError(f"webhook timed out after {self.timeout:g} s")):
                 with self._slots:
-                    body = self._post(url, auth)
+                    answer = self._post(url, body, headers)
         except requests.RequestException as exc:
             raise WebhookError(f"webhook unreachable: {exc.__class__.__name__}") from exc
-        return parse_webhook_answer(body)
+        return parse_webhook_answer(answer)
 
-    def _post(self, url: str, auth: str) -> bytes:
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> bytes:
         with self._session.post(
-            url, data={"auth": auth}, timeout=self.timeout, stream=True, allow_redirects=False
+            url, data=body, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
         ) as response:
             if not 200 <= response.status_code < 300:
                 raise WebhookError(f"webhook answered HTTP {response.status_code}")

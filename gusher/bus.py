@@ -36,7 +36,9 @@ MessageBatch = list[tuple[bytes, bytes]]
 
 _CHUNK = 500  # channels per SUBSCRIBE/UNSUBSCRIBE command
 _BATCH_LIMIT = 512  # messages handed on at most per batch
-_MAX_BACKOFF = 5.0
+# Capped low: one connection per worker is no load on Redis, and clients must
+# hear pushes again within ~2 s of Redis coming back.
+_MAX_BACKOFF = 1.0
 _NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 

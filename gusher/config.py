@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Mapping
 
 from dotenv import dotenv_values
@@ -39,6 +39,8 @@ class Settings:
     webhook_concurrency: int = 64
     max_message_size: int = 65536
     max_subscriptions_per_connection: int = 100
+    max_commands_per_second: float = 20.0
+    max_command_burst: int = 250
     max_pending_bytes: int = 1048576
     max_push_bytes: int = 1048576
     subscribe_timeout: float = 5.0
@@ -47,6 +49,14 @@ class Settings:
     close_timeout: float = 5.0
     public_ip: str = ""
     log_level: str = "info"
+    # Security (issue 6). The admin token guards /api/system/* and the listings;
+    # repr=False keeps it out of any log line that prints the settings.
+    admin_token: str = field(default="", repr=False)
+    allow_bearer_secret: bool = False
+    signature_tolerance: int = 300
+    # Bounds of the ext push API.
+    max_push_channels: int = 100
+    max_batch_events: int = 100
 
     @property
     def redis_url(self) -> str:
@@ -79,7 +89,15 @@ def env_name(field_name: str) -> str:
     return "GUSHER_" + field_name.upper()
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _convert(name: str, raw: str, kind: type) -> object:
+    if kind is bool:  # bool("false") is True: spell the accepted words out
+        if raw.lower() in _TRUE + _FALSE:
+            return raw.lower() in _TRUE
+        raise ConfigError(f"{env_name(name)}={raw!r} is not a boolean (true/false)")
     try:
         value = kind(raw)
     except ValueError:
@@ -118,12 +136,12 @@ def load_settings(env_file: str | None = None, environ: Mapping[str, str] | None
         if values.get(name):
             log.info("%s is a seed RPC setting; heartbeats go through Redis, so it is ignored", name)
     kwargs: dict[str, object] = {}
-    for field in fields(Settings):
-        raw = values.get(env_name(field.name))
+    for item in fields(Settings):
+        raw = values.get(env_name(item.name))
         if raw is None or raw == "":
             continue
-        kind = type(getattr(Settings, field.name))
-        kwargs[field.name] = _convert(field.name, raw.strip(), kind)
+        kind = type(item.default)
+        kwargs[item.name] = _convert(item.name, raw.strip(), kind)
     settings = Settings(**kwargs)  # type: ignore[arg-type]
     _validate(settings)
     return settings
@@ -140,3 +158,5 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("RETURN_SERVERINFO_INTERVAL must be positive")
     if settings.max_message_size < 64:
         raise ConfigError("GUSHER_MAX_MESSAGE_SIZE must be at least 64 bytes")
+    if settings.max_push_channels < 1 or settings.max_batch_events < 1:
+        raise ConfigError("GUSHER_MAX_PUSH_CHANNELS and GUSHER_MAX_BATCH_EVENTS must be at least 1")

@@ -49,6 +49,8 @@ class Connection:
         "awaiting_pong",
         "blocked",
         "commands",
+        "command_tokens",
+        "tokens_at",
         "_hub",
         "_sock",
         "_reader",
@@ -70,6 +72,8 @@ class Connection:
         self.awaiting_pong = False
         self.blocked = False  # a subscribe waits for Redis; later commands queue
         self.commands: Any = None  # deque of queued commands, made when needed
+        self.command_tokens = float(hub.settings.max_command_burst)
+        self.tokens_at = self.last_heard
         self._hub = hub
         self._sock = sock
         self._reader = frames.FrameReader(hub.settings.max_message_size)

@@ -8,8 +8,12 @@
     │   ├── InvalidName        app key / channel / event malformed      HTTP 400
     │   ├── UnknownApp         no `url` field in the app's hash         HTTP 400 (401 on /ws)
     │   └── PayloadTooLarge    a body or parameter over its bound       HTTP 413
-    ├── AuthError              a WebSocket client may not connect       HTTP 401
-    │   └── WebhookError       the app's webhook failed or said no      HTTP 401
+    ├── AuthError              a caller could not prove who it is       HTTP 401
+    │   ├── WebhookError       the app's webhook failed or said no      HTTP 401
+    │   ├── TokenError         a JWT is forged, expired or unusable     HTTP 401
+    │   └── SignatureError     an API request is unsigned, mis-signed,  HTTP 401
+    │                          stale, or lacks the admin token
+    ├── Forbidden              known caller, not allowed (e.g. origin)  HTTP 403
     ├── HandshakeError         not a valid WebSocket upgrade            HTTP 400 / 426
     ├── BackendUnavailable     Redis cannot be reached                  HTTP 503
     └── ProtocolError          a client broke RFC 6455 or our limits    WebSocket close code
@@ -63,9 +67,23 @@ class PayloadTooLarge(RequestError):
 
 
 class AuthError(GusherError):
-    """A WebSocket client is not allowed to connect."""
+    """A WebSocket client or an API caller could not prove who it is."""
 
     http_status = 401
+
+
+class TokenError(AuthError):
+    """A client's JWT has a bad signature, algorithm or claims, or has expired."""
+
+
+class SignatureError(AuthError):
+    """An API request to a secured app (or an admin endpoint) is not properly signed."""
+
+
+class Forbidden(GusherError):
+    """The caller is known but may not do this (a WebSocket origin the app does not list)."""
+
+    http_status = 403
 
 
 class WebhookError(AuthError):

@@ -23,7 +23,7 @@ from gusher.auth import Identity
 from gusher.bus import MessageBatch
 from gusher.config import Settings
 from gusher.connection import OPEN, Connection
-from gusher.keys import pubsub_channel
+from gusher.keys import is_targetable_user, pubsub_channel, user_channel
 from gusher.registry import Registry, is_allowed
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Stats:
     invalid_messages: int = 0
     slow_consumer_drops: int = 0
     ping_timeouts: int = 0
+    rate_limited: int = 0
     connections_total: int = 0
 
 
@@ -122,7 +123,20 @@ class Hub:
             conn.send(frames.encode_text(protocol.error_event("binary frames are not supported; send JSON text")))
         # Pong: last_heard is already updated by the read itself.
 
+    def _take_command_token(self, conn: Connection) -> bool:
+        """Token bucket: `max_command_burst` at once, `max_commands_per_second` after."""
+        now = conn.last_heard  # set by the read that delivered this command
+        settings = self.settings
+        tokens = conn.command_tokens + (now - conn.tokens_at) * settings.max_commands_per_second
+        conn.tokens_at = now
+        conn.command_tokens = min(tokens, float(settings.max_command_burst)) - 1
+        return conn.command_tokens >= 0
+
     def _receive_command(self, conn: Connection, text: bytes) -> None:
+        if not self._take_command_token(conn):
+            self.stats.rate_limited += 1
+            conn.close(frames.CLOSE_POLICY_VIOLATION, "command rate limit exceeded")
+            return
         try:
             command = protocol.parse_command(text)
         except protocol.CommandError as exc:
@@ -161,7 +175,7 @@ class Hub:
             conn.commands = collections.deque()
 
     def _refusal(self, conn: Connection, key: str, channel: str) -> str:
-        if not is_allowed(conn.identity.channels, channel):
+        if not is_allowed(conn.identity.rules, channel):
             return "channel not allowed"
         if self.registry.is_subscribed(key, conn):
             return "already subscribed"
@@ -259,3 +273,20 @@ class Hub:
             elif ping_after and quiet > ping_after and not conn.awaiting_pong:
                 conn.awaiting_pong = True
                 conn.send(ping)
+
+    # -- user targeting (issue 6) ----------------------------------------------
+
+    def follow_user(self, conn: Connection) -> None:
+        """Also deliver to `conn` what is pushed to its user (`gusher:user:{app}:{user_id}`).
+
+        The user channel is one more key in the same registry, so fan-out,
+        `forget` and the one-Redis-subscription-per-worker rule apply to it
+        unchanged; the registry does not count it against the client's
+        subscription limit, and no client can name it in a subscribe.
+        """
+        user_id = conn.identity.user_id
+        if not is_targetable_user(user_id):
+            return
+        key = user_channel(conn.app_key, user_id)
+        if self.registry.subscribe(key, conn):
+            self.bus.want(key)

@@ -10,6 +10,9 @@ from __future__ import annotations
 from gusher.errors import InvalidName
 
 APP_URL_FIELD = "url"
+INTERNAL_PREFIX = "gusher:"
+USER_PREFIX = "gusher:user:"
+PRESENCE_PREFIX = "gusher:presence:"
 SLAVES_INDEX = "gusher:slaves"
 SLAVE_PREFIX = "gusher:slave:"
 
@@ -65,3 +68,28 @@ def split_pubsub_channel(name: str) -> tuple[str, str]:
 def slave_key(slave_id: str) -> str:
     """The hash holding one slave's per-worker heartbeats (field = worker id)."""
     return SLAVE_PREFIX + slave_id
+
+
+def user_channel(app_key: str, user_id: str) -> str:
+    """The pub/sub channel carrying pushes to every connection of one user of an app.
+
+    It lives under `gusher:` rather than `{app_key}@…`: a client channel may be
+    named anything, so no spelling under `{app_key}@` is safe from a clash, and
+    clients can never subscribe to it by name.
+    """
+    return f"{USER_PREFIX}{app_key}:{user_id}"
+
+
+def presence_key(app_key: str) -> str:
+    """The hash where every slave worker keeps its presence snapshot of one app."""
+    return PRESENCE_PREFIX + app_key
+
+
+def is_internal(key: str) -> bool:
+    """Whether a pub/sub key is gusher's own (user channels), not a client's `{app}@{channel}`."""
+    return key.startswith(INTERNAL_PREFIX)
+
+
+def is_targetable_user(user_id: str) -> bool:
+    """Whether pushes may address `user_id`: non-empty, bounded, no control characters."""
+    return 0 < len(user_id) <= MAX_NAME_LENGTH and not _has_control_chars(user_id)

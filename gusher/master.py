@@ -7,12 +7,13 @@ JSON `{"error": reason}` with the status of its `GusherError` class.
 from __future__ import annotations
 
 import logging
+import threading
 import urllib.parse
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from gusher import apps, heartbeat
+from gusher import apps, heartbeat, pushes, security
 from gusher.config import Settings
 from gusher.errors import PayloadTooLarge, RequestError
 from gusher.keys import check_name, pubsub_channel
@@ -32,11 +33,23 @@ def _redis() -> Any:
     return current_app.extensions["gusher.redis"]
 
 
+def authorized_app(app_key: str) -> apps.AppConfig:
+    """The app, once the caller proved it may push to it (see `gusher.security`).
+
+    Raises:
+        InvalidName / UnknownApp: 400, as in the seed.
+        SignatureError: 401, the app has a secret and the request is not signed with it.
+    """
+    app = apps.load_app(_redis(), app_key)
+    security.authorize_app(app, _settings())
+    return app
+
+
 @api.get("/check/<path:app_key>")
 @api.get("/check/", defaults={"app_key": ""})
 def check(app_key: str) -> Any:
-    """`200 {"app_key"}` when the app exists, else 400 (seed)."""
-    apps.check_app(_redis(), app_key)
+    """`200 {"app_key"}` when the app exists, else 400 (seed); signed when the app has a secret."""
+    authorized_app(app_key)
     return jsonify(app_key=app_key)
 
 
@@ -50,8 +63,8 @@ def _strict_field(encoded: bytes, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _data_parameter() -> str:
-    """`data` from the query string or the form body (seed), bounded in size."""
+def _data_parameter() -> Any:
+    """`data` from the query string or the form body (seed, a string), or a JSON body (ext, any value)."""
     limit = _settings().max_push_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
@@ -59,6 +72,9 @@ def _data_parameter() -> str:
     if data is None:
         if request.mimetype == "application/x-www-form-urlencoded":
             data = _strict_field(request.get_data(cache=True), "data")
+        elif request.mimetype == "application/json":
+            # ext: `{"data": <any JSON>}` is delivered as that JSON value.
+            return pushes.data_of(pushes.parse_json_body(request.get_data(cache=True)))
         else:
             data = request.form.get("data")
     if not data:
@@ -73,12 +89,11 @@ def push(app_key: str, channel: str, event: str) -> Any:
     """Publish `{"channel","event","data"}` to `{app_key}@{channel}` (seed)."""
     check_name("channel", channel)
     check_name("event", event)
+    authorized_app(app_key)
     data = _data_parameter()
-    client = _redis()
-    apps.check_app(client, app_key)
     message = encode_message(channel, event, data)
     with apps.backend():
-        client.publish(pubsub_channel(app_key, channel), message)
+        _redis().publish(pubsub_channel(app_key, channel), message)
     return current_app.response_class(message, mimetype="application/json")
 
 
@@ -96,8 +111,20 @@ def push_malformed(rest: str) -> Any:
 
 @api.get("/system/slaveinfos")
 def slaveinfos() -> Any:
-    """Every live slave, merged over its workers (seed shape)."""
+    """Every live slave, merged over its workers (seed shape); admin token when configured."""
+    security.require_admin(_settings())
     return jsonify(heartbeat.slave_infos(_redis(), _settings().heartbeat_interval))
+
+
+def _log_open_apps(client: Any, settings: Settings) -> None:
+    """Say at start what anyone who reaches this master can do (app keys only, never secrets)."""
+    try:
+        found = apps.scan_apps(client)
+    except Exception as exc:
+        log.warning("could not list apps to check which are open: %s", exc)
+        return
+    for line in security.describe_open_apps(found, settings):
+        log.warning("%s", line)
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -105,6 +132,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["gusher.settings"] = settings
     app.extensions["gusher.redis"] = apps.connect_redis(settings)
     app.register_blueprint(api)
+    # In a thread (a greenlet under gunicorn): a slow or absent Redis must not delay start.
+    threading.Thread(target=_log_open_apps, args=(app.extensions["gusher.redis"], settings),
+                     name="gusher-open-apps", daemon=True).start()
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Generic, Hashable, Iterable, TypeVar
 
+from gusher.keys import is_internal
+from gusher.patterns import ChannelRules
+
 Conn = TypeVar("Conn", bound=Hashable)
 
 
@@ -64,8 +67,13 @@ class Registry(Generic[Conn]):
         return key in self._channels_of.get(conn, ())
 
     def subscription_count(self, conn: Conn) -> int:
-        """How many channels `conn` is subscribed to."""
-        return len(self._channels_of.get(conn, ()))
+        """How many client channels `conn` is subscribed to.
+
+        gusher's own keys (a connection's user channel, `gusher:user:…`) are
+        not the client's doing and do not count against its limit.
+        """
+        mine = self._channels_of.get(conn, ())
+        return sum(1 for key in mine if not is_internal(key))
 
     def subscribers(self, key: str) -> tuple[Conn, ...]:
         """The local subscribers of `key`, as a tuple that later changes never mutate."""
@@ -85,6 +93,11 @@ class Registry(Generic[Conn]):
         return self._subscribers.keys()
 
 
-def is_allowed(allowed: Iterable[str], channel: str) -> bool:
-    """Whether the webhook's `channels` list lets a client subscribe to `channel`."""
-    return channel in allowed
+def is_allowed(allowed: Iterable[str] | ChannelRules, channel: str) -> bool:
+    """Whether the allowed list (webhook or JWT) lets a client subscribe to `channel`.
+
+    `allowed` is best an `Identity.rules`, compiled once per connection; a
+    plain list is compiled here (exact names and `*` globs, see `gusher.patterns`).
+    """
+    rules = allowed if isinstance(allowed, ChannelRules) else ChannelRules(allowed)
+    return rules.allows(channel)

@@ -21,6 +21,7 @@ from gusher.bus import Bus
 from gusher.config import Settings
 from gusher.heartbeat import Heartbeat
 from gusher.hub import Hub
+from gusher.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class SlaveServices:
                        ping_every=min(5.0, settings.heartbeat_interval))
         self.hub = Hub(settings, self.bus)
         self.heartbeat = Heartbeat(settings, self.redis, self.stats)
+        self.presence = Presence(settings.heartbeat_interval, self.redis, self.hub)
         self.started = False
         self._greenlets: list[gevent.Greenlet] = []
 
@@ -60,6 +62,8 @@ class SlaveServices:
             "deliveries": hub.stats.deliveries,
             "slow_consumer_drops": hub.stats.slow_consumer_drops,
             "ping_timeouts": hub.stats.ping_timeouts,
+            "rate_limited": hub.stats.rate_limited,
+            "invalid_messages": hub.stats.invalid_messages,
             "redis_reconnects": self.bus.reconnects,
         }
 
@@ -70,6 +74,7 @@ class SlaveServices:
         self.started = True
         self.bus.start()
         self.heartbeat.start()
+        self.presence.start()
         self._greenlets.append(gevent.spawn(self._sweep_forever))
         if worker is not None:
             self._greenlets.append(gevent.spawn(self._watch_worker, worker))
@@ -82,6 +87,7 @@ class SlaveServices:
         self.started = False
         self.hub.close_all(frames.CLOSE_GOING_AWAY, "server shutting down")
         self.heartbeat.stop()
+        self.presence.stop()
         self.bus.stop()
         gevent.killall(self._greenlets, block=False)
 

@@ -10,6 +10,7 @@ request's greenlet ends and an idle connection owns no greenlet at all
 
 from __future__ import annotations
 
+import _socket
 import base64
 import binascii
 import logging
@@ -17,13 +18,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import _socket
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
-from gusher import apps
+from gusher import apps, tokens
 from gusher.auth import Identity
-from gusher.errors import AuthError, BackendUnavailable, HandshakeError, InvalidName, UnknownApp
+from gusher.errors import AuthError, BackendUnavailable, Forbidden, HandshakeError, InvalidName, UnknownApp
 from gusher.services import SlaveServices
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,11 @@ def _check_handshake(environ: dict[str, Any]) -> None:
         raise HandshakeError("WebSocket upgrades need the gunicorn server", 500)
 
 
+def _remote_address() -> str:
+    """The client's address: nginx's `X-Forwarded-For` when proxied, else the peer."""
+    return request.headers.get("X-Forwarded-For", request.remote_addr or "")[:200]
+
+
 @bp.before_request
 def authenticate() -> None:
     """Everything that can refuse a client, in order of cost."""
@@ -86,10 +91,17 @@ def authenticate() -> None:
     if not auth:
         raise AuthError("missing auth")
     try:
-        url = apps.webhook_url(services.redis, app_key)
+        app = apps.load_app(services.redis, app_key)
     except (UnknownApp, InvalidName) as exc:  # the seed answers 401 for any bad app
         raise AuthError(exc.reason) from None
-    identity = services.authenticator.authenticate(url, auth)
+    # Cross-site WebSocket hijacking: a page of another site could open this
+    # socket with the user's cookies; refuse it before the webhook sees `auth`.
+    if not app.allows_origin(request.headers.get("Origin")):
+        raise Forbidden("origin not allowed for this app")
+    if app.jwt_key:
+        identity = tokens.verify(auth, app.jwt_key)
+    else:
+        identity = services.authenticator.authenticate(app.url, auth, app_key, _remote_address(), app.secret)
     g.gusher_identity = identity
     # FACTS: simple-websocket accepts permessage-deflate whenever offered,
     # costing ~95 KB and 2.5x slower sends per connection; never negotiate it.
@@ -104,9 +116,10 @@ def websocket(ws: Any, app_key: str) -> None:
     fd = gevent_socket.detach()  # gunicorn's later close() must not close it
     raw = _socket.socket(fileno=fd)
     raw.setblocking(False)
-    remote = request.headers.get("X-Forwarded-For", request.remote_addr or "")
-    conn = _services().hub.attach(raw, app_key, identity, remote)
-    log.debug("connected %r from %s", conn, remote)
+    hub = _services().hub
+    conn = hub.attach(raw, app_key, identity, _remote_address())
+    hub.follow_user(conn)
+    log.debug("connected %r from %s", conn, conn.remote)
     ws.connected = False  # flask-sock's close() must not write to the socket
 
 

@@ -36,11 +36,18 @@ def webhook() -> Iterator[Webhook]:
     server.shutdown()
 
 
+def assert_no_unhandled_errors(process: GunicornProcess) -> None:
+    """Bad input must never surface as an unhandled exception in a server's log."""
+    log = process.log()
+    assert "Traceback" not in log, f"{process.role} logged an unhandled exception:\n{log[-4000:]}"
+
+
 @pytest.fixture(scope="session")
 def master(redis_server: EmbeddedRedis) -> Iterator[GunicornProcess]:
     process = GunicornProcess("master", redis_server.addr).start()
     yield process
     process.stop()
+    assert_no_unhandled_errors(process)
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +55,7 @@ def slave(redis_server: EmbeddedRedis) -> Iterator[GunicornProcess]:
     process = GunicornProcess("slave", redis_server.addr, workers=2, webhook_timeout=1).start()
     yield process
     process.stop()
+    assert_no_unhandled_errors(process)
 
 
 @pytest.fixture

@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 class GunicornProcess:
     """One gunicorn server of a role, on a free port, with its log kept."""
 
-    def __init__(self, role: str, redis_addr: str, workers: int = 2, **settings: Any) -> None:
+    def __init__(self, role: str, redis_addr: str, workers: int = 2, port: int | None = None,
+                 **settings: Any) -> None:
         self.role = role
-        self.port = free_port()
+        self.port = port or free_port()
         self.workers = workers
         listen = f"127.0.0.1:{self.port}"
         self.env = {
@@ -128,6 +129,18 @@ class _WebhookHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         form = urllib.parse.parse_qs(self.rfile.read(length).decode())
         self.server.requests.append({"path": self.path, "form": form, "headers": dict(self.headers)})
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
+        try:
+            self._answer(form)
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _answer(self, form: dict[str, list[str]]) -> None:
+        if self.server.delay:
+            time.sleep(self.server.delay)
         auth = form.get("auth", [""])[0]
         kind, _, rest = auth.partition(":")
         status, body = 200, b""
@@ -164,10 +177,15 @@ class Webhook(ThreadingHTTPServer):
     """A real HTTP webhook in a thread of the test process."""
 
     daemon_threads = True
+    request_queue_size = 1024
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", free_port()), _WebhookHandler)
         self.requests: list[dict[str, Any]] = []
+        self.delay = delay  # seconds every answer waits, to make concurrency observable
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -190,6 +208,9 @@ class Client:
     def __init__(self, base_ws_url: str, app_key: str, auth: str | None, timeout: float = 5.0,
                  **options: Any) -> None:
         query = "" if auth is None else "?" + urllib.parse.urlencode({"auth": auth})
+        # websocket-client validates UTF-8 in pure Python (a few MB/s) unless told not to;
+        # without this, the test client, not gusher, is the bottleneck of every bulk test.
+        options.setdefault("skip_utf8_validation", True)
         self.ws = websocket.create_connection(f"{base_ws_url}/ws/{app_key}{query}", timeout=timeout,
                                               **options)
 

@@ -1,0 +1,141 @@
+"""The master's ext HTTP API: pushes beyond the seed, and presence.
+
+Everything here answers JSON and is guarded like the seed routes (an app with
+a `secret` needs signed requests, see `gusher.security`):
+
+- `POST /api/apps/{app_key}/events`: one event to many channels;
+- `POST /api/apps/{app_key}/batch_events`: different events in one call;
+- `POST /api/apps/{app_key}/users/{user_id}/events`: every connection of a user;
+- `GET  /api/apps/{app_key}/channels[/{channel}[/users]]`, `/users`: presence;
+- `GET  /api/system/apps`: the apps and how each is secured (admin).
+
+Bodies are validated whole before anything is published (`gusher.pushes`), and
+a batch is published in one MULTI/EXEC, so it is all or nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+
+from gusher import apps, presence, pushes, security
+from gusher.config import Settings
+from gusher.errors import PayloadTooLarge
+from gusher.keys import check_name
+from gusher.master import authorized_app
+
+ext = Blueprint("gusher_ext", __name__, url_prefix="/api")
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["gusher.settings"]
+    return settings
+
+
+def _redis() -> Any:
+    return current_app.extensions["gusher.redis"]
+
+
+def _json_body() -> dict[str, Any]:
+    limit = _settings().max_push_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    # Read as JSON whatever the Content-Type: `curl -d '{…}'` sends a form type.
+    return pushes.parse_json_body(request.get_data(cache=True))
+
+
+def _publish(publications: list[pushes.Publication]) -> None:
+    with apps.backend():
+        pipe = _redis().pipeline(transaction=True)
+        for publication in publications:
+            pipe.publish(publication.key, publication.message)
+        pipe.execute()
+
+
+@ext.post("/apps/<app_key>/events")
+def push_event(app_key: str) -> Any:
+    """One event to every channel of `channels`: `{"channels", "event", "data"}`."""
+    authorized_app(app_key)
+    channels, event, data, publications = pushes.parse_event(
+        app_key, _json_body(), _settings().max_push_channels
+    )
+    _publish(publications)
+    return jsonify(channels=channels, event=event, data=data)
+
+
+@ext.post("/apps/<app_key>/batch_events")
+def push_batch(app_key: str) -> Any:
+    """Different events in one call: `{"batch": [{"channel", "event", "data"}, ...]}`."""
+    authorized_app(app_key)
+    publications = pushes.parse_batch(app_key, _json_body(), _settings().max_batch_events)
+    _publish(publications)
+    return jsonify(published=len(publications))
+
+
+@ext.post("/apps/<app_key>/users/<user_id>/events")
+def push_user(app_key: str, user_id: str) -> Any:
+    """`{"event", "data"[, "channel"]}` to every connection of `user_id`, on every slave."""
+    authorized_app(app_key)
+    channel, event, data, publication = pushes.parse_user_push(app_key, user_id, _json_body())
+    _publish([publication])
+    return jsonify(user_id=user_id, channel=channel, event=event, data=data)
+
+
+def _listed_app(app_key: str) -> presence.AppPresence:
+    app = apps.load_app(_redis(), app_key)
+    security.authorize_listing(app, _settings())
+    return presence.read(_redis(), app_key)
+
+
+@ext.get("/apps/<app_key>/channels")
+def list_channels(app_key: str) -> Any:
+    """Occupied channels with subscriber and user counts; `?prefix=` filters by name."""
+    prefix = request.args.get("prefix", "")
+    online = _listed_app(app_key)
+    channels = {
+        name: {"subscription_count": count, "user_count": len(users)}
+        for name, (count, users) in sorted(online.channels.items())
+        if name.startswith(prefix)
+    }
+    return jsonify(channels=channels)
+
+
+@ext.get("/apps/<app_key>/channels/<channel>")
+def show_channel(app_key: str, channel: str) -> Any:
+    """One channel's counts (an empty channel is simply unoccupied)."""
+    check_name("channel", channel)
+    count, users = _listed_app(app_key).channels.get(channel, (0, set()))
+    return jsonify(channel=channel, occupied=count > 0, subscription_count=count, user_count=len(users))
+
+
+@ext.get("/apps/<app_key>/channels/<channel>/users")
+def list_channel_users(app_key: str, channel: str) -> Any:
+    """The users subscribed to `channel`."""
+    check_name("channel", channel)
+    _, users = _listed_app(app_key).channels.get(channel, (0, set()))
+    return jsonify(users=[{"id": user} for user in sorted(users)])
+
+
+@ext.get("/apps/<app_key>/users")
+def list_users(app_key: str) -> Any:
+    """The users online in the app, with their connection counts."""
+    users = _listed_app(app_key).users
+    return jsonify(users=[{"id": user, "connections": n} for user, n in sorted(users.items())])
+
+
+@ext.get("/system/apps")
+def list_apps() -> Any:
+    """The apps found in Redis and how each is secured (never the secrets)."""
+    security.require_admin(_settings())
+    return jsonify(
+        apps={
+            app.key: {"secured": app.is_secured, "jwt": bool(app.jwt_key), "origins": list(app.origins)}
+            for app in apps.scan_apps(_redis())
+        }
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Attach the ext blueprint (after `gusher.master.init_app`)."""
+    app.register_blueprint(ext)

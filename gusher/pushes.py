@@ -1,0 +1,117 @@
+"""The ext push API's request bodies: validate them whole, then publish — pure.
+
+Every body is checked completely before anything is published (all or
+nothing): a batch with one bad event publishes none. Each push becomes the
+pub/sub key and the seed's common message `{"channel","event","data"}`, whose
+`data` is any JSON value here (the seed's form/query `data` stays a string).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gusher.errors import InvalidName, RequestError
+from gusher.keys import check_name, is_targetable_user, pubsub_channel, user_channel
+from gusher.protocol import encode_message
+
+# The `channel` field of a message pushed to a user, unless the push names one.
+USER_CHANNEL_NAME = "gusher.user"
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One message to publish: where, and the exact bytes clients receive."""
+
+    key: str
+    message: bytes
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError("body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise RequestError("body must be a JSON object")
+    return value
+
+
+def data_of(body: dict[str, Any], where: str = "") -> Any:
+    """`data` of a body: any JSON value but missing, null or "" (the seed's "empty data")."""
+    data = body.get("data")
+    if data is None or data == "":
+        raise RequestError(f"{where}data is empty")
+    return data
+
+
+def _name(kind: str, value: Any, where: str = "") -> str:
+    if not isinstance(value, str):
+        raise RequestError(f"{where}{kind} must be a string")
+    try:
+        return check_name(kind, value)
+    except InvalidName as exc:
+        raise InvalidName(where + exc.reason) from None
+
+
+def parse_event(
+    app_key: str, body: dict[str, Any], max_channels: int
+) -> tuple[list[str], str, Any, list[Publication]]:
+    """`{"channels": [...], "event", "data"}` (or one `"channel"`): one event to many channels."""
+    channels = body.get("channels", [body["channel"]] if "channel" in body else None)
+    if not isinstance(channels, list) or not channels:
+        raise RequestError("channels must be a non-empty list")
+    if len(channels) > max_channels:
+        raise RequestError(f"more than {max_channels} channels in one push")
+    names = list(dict.fromkeys(_name("channel", c) for c in channels))  # each channel once
+    event = _name("event", body.get("event"))
+    data = data_of(body)
+    return (
+        names,
+        event,
+        data,
+        [Publication(pubsub_channel(app_key, name), encode_message(name, event, data)) for name in names],
+    )
+
+
+def parse_batch(app_key: str, body: dict[str, Any], max_events: int) -> list[Publication]:
+    """`{"batch": [{"channel", "event", "data"}, ...]}`: different events, published in order."""
+    batch = body.get("batch")
+    if not isinstance(batch, list) or not batch:
+        raise RequestError("batch must be a non-empty list")
+    if len(batch) > max_events:
+        raise RequestError(f"more than {max_events} events in one batch")
+    publications = []
+    for index, item in enumerate(batch):
+        where = f"batch[{index}]: "
+        if not isinstance(item, dict):
+            raise RequestError(f"{where}must be an object")
+        channel = _name("channel", item.get("channel"), where)
+        event = _name("event", item.get("event"), where)
+        data = data_of(item, where)
+        publications.append(
+            Publication(pubsub_channel(app_key, channel), encode_message(channel, event, data))
+        )
+    return publications
+
+
+def parse_user_push(app_key: str, user_id: str, body: dict[str, Any]) -> tuple[str, str, Any, Publication]:
+    """`{"event", "data"[, "channel"]}` for every connection of `user_id`.
+
+    The message keeps the common shape; its `channel` is `gusher.user` unless
+    the push names another, so client code can tell personal messages apart.
+    """
+    if not is_targetable_user(user_id):
+        raise InvalidName("user_id must be 1-200 characters without control characters")
+    channel = _name("channel", body.get("channel", USER_CHANNEL_NAME))
+    event = _name("event", body.get("event"))
+    data = data_of(body)
+    return (
+        channel,
+        event,
+        data,
+        Publication(user_channel(app_key, user_id), encode_message(channel, event, data)),
+    )

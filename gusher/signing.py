@@ -1,0 +1,107 @@
+"""The request signature of the master API and of webhook calls — pure.
+
+A backend proves it knows an app's `secret` by sending two headers::
+
+    X-Gusher-Timestamp: <unix seconds>
+    X-Gusher-Signature: hex(HMAC-SHA256(secret, canonical request))
+
+where the canonical request is five lines joined by `\\n`::
+
+    METHOD                      upper case, e.g. POST
+    PATH                        percent-decoded, as the master sees it: /api/push/app/news/created
+    SORTED QUERY                decoded (key, value) pairs sorted, each part percent-encoded
+                                (RFC 3986 unreserved kept), joined `k=v&k=v`; empty if none
+    SHA256(BODY)                hex digest of the raw body bytes (of b"" when there is none)
+    TIMESTAMP                   the header's value
+
+Decoding before re-encoding makes the signature independent of how a client
+library happens to escape its URL. The timestamp bounds replays to a window
+(±`GUSHER_SIGNATURE_TOLERANCE`, default 5 minutes) without any server state;
+within the window a captured request can be replayed, which at worst repeats a
+push — use HTTPS so requests cannot be captured. All comparisons are
+constant-time (`hmac.compare_digest`).
+
+Webhook calls carry `X-Gusher-Signature: hex(HMAC-SHA256(secret, body))`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import urllib.parse
+from collections.abc import Iterable
+
+from gusher.errors import SignatureError
+
+TIMESTAMP_HEADER = "X-Gusher-Timestamp"
+SIGNATURE_HEADER = "X-Gusher-Signature"
+
+_MAX_TIMESTAMP_LENGTH = 20
+
+
+def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
+    """Decoded query pairs, sorted and re-encoded one canonical way."""
+    quote = urllib.parse.quote
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(pairs))
+
+
+def query_pairs(raw_query: bytes | str) -> list[tuple[str, str]]:
+    """The decoded pairs of a raw query string (`+` is a space); non-UTF-8 raises UnicodeDecodeError."""
+    text = raw_query.decode("utf-8") if isinstance(raw_query, bytes) else raw_query
+    return urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+
+
+def canonical_request(
+    method: str, path: str, pairs: Iterable[tuple[str, str]], body: bytes, timestamp: str
+) -> bytes:
+    """The exact bytes that are signed."""
+    lines = (method.upper(), path, canonical_query(pairs), hashlib.sha256(body).hexdigest(), timestamp)
+    return "\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def sign(secret: str, message: bytes) -> str:
+    """hex(HMAC-SHA256(secret, message))."""
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time string equality (any characters)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape"))
+
+
+def verify_request(
+    secret: str,
+    method: str,
+    path: str,
+    pairs: Iterable[tuple[str, str]],
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    now: float,
+    tolerance: float,
+) -> None:
+    """Check a request's signature headers.
+
+    Raises:
+        SignatureError: a header is missing, the timestamp is malformed or
+            outside ±`tolerance` seconds of `now`, or the signature is wrong.
+    """
+    if not timestamp or not signature:
+        raise SignatureError(f"this app needs signed requests ({TIMESTAMP_HEADER} and {SIGNATURE_HEADER})")
+    if len(timestamp) > _MAX_TIMESTAMP_LENGTH or not timestamp.isdigit() or not timestamp.isascii():
+        raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds")
+    if abs(now - int(timestamp)) > tolerance:
+        raise SignatureError(f"{TIMESTAMP_HEADER} is more than {tolerance:g} s from the server's clock")
+    expected = sign(secret, canonical_request(method, path, pairs, body, timestamp))
+    if not same(expected, signature.strip().lower()):
+        raise SignatureError("signature does not match")
+
+
+def signed_headers(secret: str, method: str, url: str, body: bytes, now: float) -> dict[str, str]:
+    """The two headers that sign a request to `url` (the client side, used by `gusher sign`)."""
+    parts = urllib.parse.urlsplit(url)
+    timestamp = str(int(now))
+    message = canonical_request(
+        method, urllib.parse.unquote(parts.path), query_pairs(parts.query), body, timestamp
+    )
+    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(secret, message)}

@@ -1,0 +1,139 @@
+"""gusher behind a real nginx (Debian's), with the repository's deploy/nginx.conf."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import websocket
+
+from gusher.embedded import free_port, wait_for_port
+from tests.support import ROOT, Client, GunicornProcess, allow, push, wait_until
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+pytestmark = pytest.mark.skipif(
+    NGINX is None and not os.environ.get("CI"), reason="nginx not installed (.ci/run installs it)"
+)
+
+MAIN_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    include {dir}/gusher.conf;
+}}
+"""
+
+
+class Nginx:
+    """deploy/nginx.conf with its ports pointed at this test's processes."""
+
+    def __init__(self, slave_ports: list[int], master_port: int, read_timeout: int) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="gusher-nginx-"))
+        os.chmod(self.dir, 0o777)
+        site = (ROOT / "deploy" / "nginx.conf").read_text()
+        site = site.replace("127.0.0.1:8000", f"127.0.0.1:{slave_ports[0]}")
+        site = site.replace("127.0.0.1:8001", f"127.0.0.1:{slave_ports[1]}")
+        site = site.replace("127.0.0.1:7999", f"127.0.0.1:{master_port}")
+        site = site.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
+        site = site.replace("proxy_read_timeout 60s;", f"proxy_read_timeout {read_timeout}s;")
+        (self.dir / "gusher.conf").write_text(site)
+        (self.dir / "nginx.conf").write_text(MAIN_CONF.format(dir=self.dir))
+        assert NGINX is not None, "nginx is required in CI"
+        self.process = subprocess.Popen([NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for_port("127.0.0.1", self.port, 10)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGQUIT)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def deployment(redis_server, master) -> Iterator[tuple[Nginx, list[GunicornProcess]]]:
+    slaves = [GunicornProcess("slave", redis_server.addr, workers=1, ping_interval=1).start() for _ in range(2)]
+    proxy = Nginx([s.port for s in slaves], master.port, read_timeout=3)
+    yield proxy, slaves
+    proxy.stop()
+    for slave in slaves:
+        slave.stop()
+
+
+def test_websockets_and_pushes_through_nginx(deployment, master, app_key) -> None:
+    """Connect, subscribe and receive through nginx; the API is proxied too."""
+    proxy, _ = deployment
+    client = Client(f"ws://127.0.0.1:{proxy.port}", app_key, allow("u", "c"))
+    assert client.subscribe("c")["event"] == "gusher.subscribe_succeeded"
+    response = requests.post(f"http://127.0.0.1:{proxy.port}/api/push/{app_key}/c/e", params={"data": "via-nginx"},
+                             timeout=5)
+    assert response.status_code == 200
+    assert client.recv_json()["data"] == "via-nginx"
+    client.close()
+
+
+def test_idle_connections_outlive_nginx_read_timeout(deployment, master, app_key) -> None:
+    """nginx closes upstream connections silent for 3 s; gusher's 1 s pings keep an idle client alive."""
+    proxy, _ = deployment
+    client = Client(f"ws://127.0.0.1:{proxy.port}", app_key, allow("u", "c"))
+    client.subscribe("c")
+    client.ws.settimeout(8)
+    deadline = time.monotonic() + 7  # twice nginx's read timeout, without sending anything ourselves
+    while time.monotonic() < deadline:
+        client.ws.recv_data_frame(True)  # server pings; websocket-client answers them
+    push(master.url, app_key, "c", "e", "still-here")
+    assert client.recv_json(timeout=5)["data"] == "still-here"
+    client.close()
+
+
+def test_stopped_slave_clients_reconnect_to_the_other(deployment, master, app_key) -> None:
+    """Stopping one slave closes its clients with 1001; reconnecting through nginx lands on the other."""
+    proxy, slaves = deployment
+    url = f"ws://127.0.0.1:{proxy.port}"
+    group = [Client(url, app_key, allow("u", "c")) for _ in range(6)]
+    for client in group:
+        client.subscribe("c")
+    slaves[0].stop(signal.SIGTERM)
+    moved = 0
+    for index, client in enumerate(group):
+        try:
+            code, reason = client.recv_close(timeout=0.5)
+        except websocket.WebSocketTimeoutException:
+            continue  # on the surviving slave: stays connected
+        assert code == 1001 and reason
+        moved += 1
+        group[index] = wait_until(lambda: _try_connect(url, app_key), 10)
+        assert group[index].subscribe("c")["event"] == "gusher.subscribe_succeeded"
+    assert moved > 0  # least_conn spread the six clients over both slaves
+    push(master.url, app_key, "c", "e", "after-failover")
+    for client in group:
+        assert client.recv_json(timeout=5)["data"] == "after-failover"
+        client.close()
+
+
+def _try_connect(url: str, app_key: str) -> Client | None:
+    try:
+        return Client(url, app_key, allow("u", "c"))
+    except (websocket.WebSocketException, OSError):
+        return None
