@@ -112,15 +112,21 @@ def authenticate() -> None:
 def websocket(ws: Any, app_key: str) -> None:
     """Hand the upgraded socket to the Hub; the request greenlet then ends."""
     identity: Identity = g.gusher_identity
-    gevent_socket = ws.sock
-    fd = gevent_socket.detach()  # gunicorn's later close() must not close it
+    ws.connected = False  # flask-sock's close() must never write to this socket
+    fd = ws.sock.detach()  # and gunicorn's close() must not close it
     raw = _socket.socket(fileno=fd)
-    raw.setblocking(False)
     hub = _services().hub
-    conn = hub.attach(raw, app_key, identity, _remote_address())
-    hub.follow_user(conn)
+    try:
+        raw.setblocking(False)
+        conn = hub.attach(raw, app_key, identity, _remote_address())
+        hub.follow_user(conn)
+    except Exception:
+        # The upgrade is done, so no HTTP error can be sent any more: drop the
+        # socket (the client sees 1006 and reconnects) and keep the worker.
+        log.exception("could not adopt an upgraded connection of app %r", app_key[:100])
+        raw.close()
+        return
     log.debug("connected %r from %s", conn, conn.remote)
-    ws.connected = False  # flask-sock's close() must not write to the socket
 
 
 @bp.get("/")

@@ -212,3 +212,28 @@ def test_command_flood_is_cut_off(slave, app_key, clients) -> None:
     assert int.from_bytes(frame.data[:2], "big") == 1008
     assert b"rate limit" in frame.data
     assert neighbour.subscribe("c")["event"] == "gusher.subscribe_succeeded"
+
+
+def test_full_worker_refuses_with_503(redis_server, webhook) -> None:
+    """Over GUSHER_MAX_CONNECTIONS_PER_WORKER, a new client gets 503 before any webhook call."""
+    app_key = make_app(redis_server, webhook)
+    slave = GunicornProcess("slave", redis_server.addr, workers=1, max_connections_per_worker=2).start()
+    try:
+        held = [Client(slave.ws_url, app_key, allow("u", "c")) for _ in range(2)]
+        calls = len(webhook.requests)
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            Client(slave.ws_url, app_key, allow("u", "c"))
+        assert refused.value.status_code == 503
+        assert len(webhook.requests) == calls
+        held[0].close()
+        wait_until(lambda: _can_connect(slave, app_key), 5)
+    finally:
+        slave.stop()
+
+
+def _can_connect(slave: GunicornProcess, app_key: str) -> bool:
+    try:
+        Client(slave.ws_url, app_key, allow("u", "c")).close()
+        return True
+    except websocket.WebSocketBadStatusException:
+        return False
