@@ -247,8 +247,7 @@ class Hub:
             if not subscribers:
                 continue
             data = encoded[0] if len(encoded) == 1 else b"".join(encoded)
-            for conn in subscribers:
-                conn.send(data)
+            Connection.send_to_all(subscribers, data)
             self.stats.deliveries += len(subscribers) * len(encoded)
             sends += len(subscribers)
             if sends >= _SENDS_PER_YIELD:
