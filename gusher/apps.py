@@ -76,6 +76,11 @@ class AppConfig:
         secret: signs pushes to the master and webhook calls; empty = open app (seed).
         origins: WebSocket `Origin`s allowed (exact or `*` globs); empty = any.
         jwt_key: HS256 secret or RS256 PEM public key; set = clients use JWTs, no webhook.
+        has_secret_field: the hash has a `secret` field, even a blank one.
+
+    `secret` and `jwt_key` are decoded losslessly (`surrogateescape`): a binary
+    secret keeps all of its bytes as HMAC key, where a lossy decode would turn
+    every invalid byte into U+FFFD and leave almost nothing to guess.
     """
 
     key: str
@@ -83,11 +88,17 @@ class AppConfig:
     secret: str = field(default="", repr=False)
     origins: tuple[str, ...] = ()
     jwt_key: str = field(default="", repr=False)
+    has_secret_field: bool = False
 
     @property
     def is_secured(self) -> bool:
-        """Whether API calls for this app must prove they know its secret."""
-        return bool(self.secret)
+        """Whether API calls for this app must prove they know its secret.
+
+        A `secret` field that is present but blank (`HSET app secret "$UNSET"`)
+        secures the app too, and then nothing can prove it (fail closed): the
+        operator meant to close the app, and an empty HMAC key is public.
+        """
+        return bool(self.secret) or self.has_secret_field
 
     def allows_origin(self, origin: str | None) -> bool:
         """Whether a WebSocket handshake with this `Origin` header may proceed.
@@ -110,14 +121,21 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
     Raises:
         UnknownApp: the hash has no `url` field.
     """
-    def text(name: str) -> str:
-        return fields.get(name.encode(), b"").decode("utf-8", "replace").strip()
+    def text(name: str, errors: str = "replace") -> str:
+        return fields.get(name.encode(), b"").decode("utf-8", errors).strip()
 
     url = text(APP_URL_FIELD)
     if not url:
         raise UnknownApp(f"unknown app_key {app_key[:100]!r}")
     origins = tuple(o.lower().rstrip("/") for o in text("origins").replace(",", " ").split())
-    return AppConfig(app_key, url, text("secret"), origins, text("jwt_key"))
+    return AppConfig(
+        app_key,
+        url,
+        text("secret", "surrogateescape"),
+        origins,
+        text("jwt_key", "surrogateescape"),
+        has_secret_field=b"secret" in fields,
+    )
 
 
 def load_app(client: redis.Redis, app_key: str) -> AppConfig:

@@ -138,11 +138,14 @@ def sign_command(argv: list[str], now: float | None = None) -> str:
         headers["Content-Type"] = "application/json"
     elif args.form:
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    words = ["curl", "-sS", "-X", args.method.upper()]
+    # The signature covers the exact path, query and body, so curl must send them
+    # untouched: --globoff (no `{a,b}` / `[1-3]` expansion), --path-as-is (no
+    # `/../` squashing) and --data-raw (a body starting with `@` is not a file name).
+    words = ["curl", "-sS", "--globoff", "--path-as-is", "-X", args.method.upper()]
     for name, value in headers.items():
         words += ["-H", f"{name}: {value}"]
     if payload:
-        words += ["--data-binary", payload.decode("utf-8")]
+        words += ["--data-raw", payload.decode("utf-8")]
     return shlex.join([*words, args.url])
 
 

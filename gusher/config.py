@@ -48,6 +48,7 @@ class Settings:
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
     public_ip: str = ""
+    trusted_proxies: str = "127.0.0.1,::1"
     log_level: str = "info"
     # Security (issue 6). The admin token guards /api/system/* and the listings;
     # repr=False keeps it out of any log line that prints the settings.
@@ -65,6 +66,11 @@ class Settings:
         if "://" in addr:
             return addr
         return f"redis://{addr}/0"
+
+    @property
+    def trusted_proxy_set(self) -> frozenset[str]:
+        """Peers whose `X-Forwarded-For` is believed (`GUSHER_TRUSTED_PROXIES`, comma-separated)."""
+        return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
 
     @property
     def heartbeat_interval(self) -> float:

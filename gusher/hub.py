@@ -276,7 +276,7 @@ class Hub:
     # -- user targeting (issue 6) ----------------------------------------------
 
     def follow_user(self, conn: Connection) -> None:
-        """Also deliver to `conn` what is pushed to its user (`gusher:user:{app}:{user_id}`).
+        """Also deliver to `conn` what is pushed to its user (`gusher:user:{app}@{user_id}`).
 
         The user channel is one more key in the same registry, so fan-out,
         `forget` and the one-Redis-subscription-per-worker rule apply to it

@@ -75,9 +75,12 @@ def user_channel(app_key: str, user_id: str) -> str:
 
     It lives under `gusher:` rather than `{app_key}@…`: a client channel may be
     named anything, so no spelling under `{app_key}@` is safe from a clash, and
-    clients can never subscribe to it by name.
+    clients can never subscribe to it by name. App and user are separated by
+    `@`, which no app key holds: with `:` (allowed in app keys) user `b:c` of
+    app `a` and user `c` of app `a:b` would share one key, letting one app push
+    into another's users.
     """
-    return f"{USER_PREFIX}{app_key}:{user_id}"
+    return f"{USER_PREFIX}{app_key}@{user_id}"
 
 
 def presence_key(app_key: str) -> str:

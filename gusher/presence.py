@@ -82,16 +82,20 @@ def merge(fields: Mapping[Any, Any], now: float) -> tuple[AppPresence, list[byte
         try:
             report = orjson.loads(raw)
             fresh = float(report["expires_at"]) > now
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            fresh = False
+            channels = [
+                (str(c), int(n), {str(u) for u in users}) for c, (n, users) in report["channels"].items()
+            ]
+            users = [(str(u), int(n)) for u, n in report["users"].items()]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            fresh = False  # unreadable: pruned like a dead worker, never a 500 for the listing
         if not fresh:
             dead.append(worker)
             continue
-        for channel, (count, users) in report.get("channels", {}).items():
+        for channel, count, names in channels:
             total, everyone = merged.channels.get(channel, (0, set()))
-            merged.channels[channel] = (total + int(count), everyone | set(users))
-        for user_id, connections in report.get("users", {}).items():
-            merged.users[user_id] = merged.users.get(user_id, 0) + int(connections)
+            merged.channels[channel] = (total + count, everyone | names)
+        for user_id, connections in users:
+            merged.users[user_id] = merged.users.get(user_id, 0) + connections
     return merged, dead
 
 

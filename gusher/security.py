@@ -33,9 +33,15 @@ log = logging.getLogger(__name__)
 
 
 def _bearer() -> str:
-    """The token of an `Authorization: Bearer …` header, or ''."""
+    """The token of an `Authorization: Bearer …` header, or ''.
+
+    WSGI hands headers over as latin-1 text; re-read the bytes as UTF-8 (like
+    secrets from Redis, losslessly) so a non-ASCII secret compares equal.
+    """
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    if scheme.lower() != "bearer":
+        return ""
+    return token.strip().encode("latin-1", "replace").decode("utf-8", "surrogateescape")
 
 
 def _has_admin_token(settings: Settings) -> bool:
@@ -65,6 +71,8 @@ def authorize_app(app: AppConfig, settings: Settings) -> None:
     """Refuse a push or check of a secured `app` that does not prove it knows the secret."""
     if not app.is_secured:
         return
+    if not app.secret:
+        raise SignatureError("the app's secret field is empty: set a secret or remove the field")
     token = _bearer()
     if token and settings.allow_bearer_secret:
         if not signing.same(token, app.secret):
@@ -98,6 +106,11 @@ def describe_open_apps(apps: list[AppConfig], settings: Settings) -> list[str]:
         shown = ", ".join(open_keys[:50]) + (" …" if len(open_keys) > 50 else "")
         lines.append(
             f"{len(open_keys)} app(s) have no secret; anyone who reaches the master may push to them: {shown}"
+        )
+    blank = [app.key for app in apps if app.is_secured and not app.secret]
+    if blank:
+        lines.append(
+            f"{len(blank)} app(s) have an empty secret field and refuse every push: {', '.join(blank[:50])}"
         )
     if not settings.admin_token:
         lines.append("GUSHER_ADMIN_TOKEN is not set: /api/system/* and open apps' listings are open")

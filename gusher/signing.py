@@ -9,8 +9,9 @@ where the canonical request is five lines joined by `\\n`::
 
     METHOD                      upper case, e.g. POST
     PATH                        percent-decoded, as the master sees it: /api/push/app/news/created
-    SORTED QUERY                decoded (key, value) pairs sorted, each part percent-encoded
-                                (RFC 3986 unreserved kept), joined `k=v&k=v`; empty if none
+    SORTED QUERY                decoded (key, value) pairs sorted by key, repeated keys kept in
+                                the order sent; each part percent-encoded (RFC 3986
+                                unreserved kept), joined `k=v&k=v`; empty if none
     SHA256(BODY)                hex digest of the raw body bytes (of b"" when there is none)
     TIMESTAMP                   the header's value
 
@@ -40,9 +41,15 @@ _MAX_TIMESTAMP_LENGTH = 20
 
 
 def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
-    """Decoded query pairs, sorted and re-encoded one canonical way."""
+    """Decoded query pairs, sorted by key and re-encoded one canonical way.
+
+    The sort is stable and by key only: the master reads the *first* of
+    repeated parameters (`?data=a&data=b` pushes "a"), so swapping their values
+    changes the request and must change the signature too.
+    """
     quote = urllib.parse.quote
-    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(pairs))
+    ordered = sorted(pairs, key=lambda pair: pair[0])
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in ordered)
 
 
 def query_pairs(raw_query: bytes | str) -> list[tuple[str, str]]:
@@ -61,7 +68,8 @@ def canonical_request(
 
 def sign(secret: str, message: bytes) -> str:
     """hex(HMAC-SHA256(secret, message))."""
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    # surrogateescape: a secret read from Redis with undecodable bytes signs with those bytes.
+    return hmac.new(secret.encode("utf-8", "surrogateescape"), message, hashlib.sha256).hexdigest()
 
 
 def same(a: str, b: str) -> bool:

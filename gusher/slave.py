@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
-from gusher import apps, tokens
+from gusher import apps
 from gusher.auth import Identity
 from gusher.errors import AuthError, BackendUnavailable, Forbidden, HandshakeError, InvalidName, UnknownApp
 from gusher.services import SlaveServices
@@ -73,8 +73,22 @@ def _check_handshake(environ: dict[str, Any]) -> None:
 
 
 def _remote_address() -> str:
-    """The client's address: nginx's `X-Forwarded-For` when proxied, else the peer."""
-    return request.headers.get("X-Forwarded-For", request.remote_addr or "")[:200]
+    """The client's address, as far as it can be trusted.
+
+    `X-Forwarded-For` is believed only when the peer is one of
+    `GUSHER_TRUSTED_PROXIES` (nginx appends the address it saw, so the
+    rightmost entry that is not a trusted proxy is the client); otherwise any
+    client could name itself whatever it likes to the webhook.
+    """
+    peer = request.remote_addr or ""
+    trusted = _services().settings.trusted_proxy_set
+    if peer not in trusted:
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:100]
+    return peer
 
 
 @bp.before_request
@@ -99,6 +113,10 @@ def authenticate() -> None:
     if not app.allows_origin(request.headers.get("Origin")):
         raise Forbidden("origin not allowed for this app")
     if app.jwt_key:
+        # Imported on first use: PyJWT + cryptography add ~10 MB to every
+        # worker's RSS, a cost only deployments that use JWT should pay.
+        from gusher import tokens
+
         identity = tokens.verify(auth, app.jwt_key)
     else:
         identity = services.authenticator.authenticate(app.url, auth, app_key, _remote_address(), app.secret)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gusher.auth import Identity, identity_from
 from gusher.errors import TokenError
@@ -29,6 +31,25 @@ def algorithm_for(key: str) -> str:
     return "RS256" if key.lstrip().startswith("-----BEGIN") else "HS256"
 
 
+def _verification_key(key: str, algorithm: str) -> Any:
+    """The key as PyJWT wants it: bytes for HS256, an RSA public key object for RS256.
+
+    Loading the PEM here refuses what PyJWT would accept and then fail on (a
+    private key stored by mistake raised AttributeError, a 500 on every
+    handshake) or misuse (an EC key).
+    """
+    raw = key.encode("utf-8", "surrogateescape")  # every byte of a binary HS256 secret counts
+    if algorithm == "HS256":
+        return raw
+    try:
+        public = load_pem_public_key(raw.strip())
+    except (ValueError, TypeError):
+        raise TokenError("the app's jwt_key is not a PEM public key") from None
+    if not isinstance(public, RSAPublicKey):
+        raise TokenError("the app's jwt_key is not an RSA public key")
+    return public
+
+
 def verify(token: str, key: str, leeway: float = 0.0) -> Identity:
     """Check `token`'s signature and expiry with `key`, and read who the client is.
 
@@ -39,16 +60,21 @@ def verify(token: str, key: str, leeway: float = 0.0) -> Identity:
     if len(token) > MAX_TOKEN_LENGTH:
         raise TokenError(f"token is longer than {MAX_TOKEN_LENGTH} characters")
     algorithm = algorithm_for(key)
+    verification_key = _verification_key(key, algorithm)
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            key,
+            verification_key,
             algorithms=[algorithm],
             leeway=leeway,
-            options={"require": ["exp"], "verify_aud": False, "verify_iss": False},
+            # `iat` is informative (RFC 7519 §4.1.6), not a validity bound: checking it
+            # would refuse fresh tokens from a backend whose clock runs a second ahead.
+            options={"require": ["exp"], "verify_aud": False, "verify_iss": False, "verify_iat": False},
         )
     except jwt.ExpiredSignatureError:
         raise TokenError("token expired") from None
+    except jwt.ImmatureSignatureError:
+        raise TokenError("token is not valid yet (nbf in the future)") from None
     except jwt.MissingRequiredClaimError as exc:
         raise TokenError(f"token has no '{exc.claim}' claim") from None
     except jwt.InvalidAlgorithmError:
@@ -59,6 +85,10 @@ def verify(token: str, key: str, leeway: float = 0.0) -> Identity:
         raise TokenError("the app's jwt_key cannot verify tokens") from None
     except jwt.PyJWTError:
         raise TokenError("token is malformed") from None
+    # RFC 7519 §2: a NumericDate is a JSON number; PyJWT also takes "123" and true.
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        raise TokenError("token's 'exp' is not a number")
     if "user_id" not in claims and isinstance(claims.get("sub"), str):
         claims["user_id"] = claims["sub"]
     return identity_from(claims, "token", TokenError)

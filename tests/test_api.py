@@ -11,6 +11,7 @@ import pytest
 import redis as redis_lib
 import requests
 
+from gusher.keys import user_channel
 from tests.support import Client, GunicornProcess, Webhook, allow, new_app_key, wait_until
 
 
@@ -156,7 +157,7 @@ def test_push_to_a_user_reaches_all_their_connections_on_every_slave(
     other_app = new_app_key()
     redis_client.hset(other_app, "url", webhook.url)
     same_name_elsewhere = subscribed(second_slave, other_app, "alice", "c", clients=clients)
-    wait_until(lambda: numsub(redis_client, f"gusher:user:{app_key}:alice") >= 2, 5)
+    wait_until(lambda: numsub(redis_client, user_channel(app_key, "alice")) >= 2, 5)
     response = post(master, f"/api/apps/{app_key}/users/alice/events", {"event": "dm", "data": {"hi": 1}})
     assert response.status_code == 200
     assert response.json() == {"user_id": "alice", "channel": "gusher.user", "event": "dm", "data": {"hi": 1}}
@@ -185,15 +186,32 @@ def test_user_channel_cannot_be_subscribed_by_name(slave, master, app_key, redis
     """Even a client allowed `*` cannot reach another user's pushes by naming gusher's key."""
     spy = Client(slave.ws_url, app_key, allow("spy", "*"))
     clients.append(spy)
-    assert spy.subscribe(f"gusher:user:{app_key}:victim")["event"] == "gusher.subscribe_succeeded"
+    assert spy.subscribe(user_channel(app_key, "victim"))["event"] == "gusher.subscribe_succeeded"
     victim = Client(slave.ws_url, app_key, allow("victim", "c"))
     clients.append(victim)
-    wait_until(lambda: numsub(redis_client, f"gusher:user:{app_key}:victim") >= 1, 5)
+    wait_until(lambda: numsub(redis_client, user_channel(app_key, "victim")) >= 1, 5)
     assert (
         post(master, f"/api/apps/{app_key}/users/victim/events", {"event": "e", "data": 1}).status_code == 200
     )
     assert victim.recv_json()["event"] == "e"
     spy.expect_silence(0.3)
+
+
+def test_a_user_push_never_reaches_another_apps_users(
+    slave, master, redis_client, webhook: Webhook, clients
+) -> None:
+    """Cross-app: app `X` pushing to its user `b:alice` must not reach user `alice` of app `X:b`."""
+    owner = new_app_key()
+    neighbour = f"{owner}:b"  # ':' is allowed in app keys
+    for key in (owner, neighbour):
+        redis_client.hset(key, "url", webhook.url)
+    victim = subscribed(slave, neighbour, "alice", "c", clients=clients)
+    wait_until(lambda: numsub(redis_client, user_channel(neighbour, "alice")) >= 1, 5)
+    response = post(master, f"/api/apps/{owner}/users/b:alice/events", {"event": "spoof", "data": 1})
+    assert response.status_code == 200
+    victim.expect_silence(0.5)
+    assert post(master, f"/api/apps/{neighbour}/users/alice/events", {"event": "real", "data": 1}).ok
+    assert victim.recv_json()["event"] == "real"
 
 
 @pytest.mark.parametrize("user", ["a\x01b", "x" * 201])

@@ -10,6 +10,7 @@ import orjson
 from gusher import presence
 from gusher.auth import Identity
 from gusher.connection import CLOSING, OPEN
+from gusher.keys import user_channel
 from gusher.registry import Registry
 
 
@@ -33,7 +34,7 @@ def fake_hub() -> SimpleNamespace:
     registry: Registry = Registry()
     for c in (a1, a2, anon):
         registry.subscribe("a@lobby", c)
-    registry.subscribe("gusher:user:a:u1", a1)  # gusher's own key: never a channel
+    registry.subscribe(user_channel("a", "u1"), a1)  # gusher's own key: never a channel
     registry.subscribe("b@lobby", b1)
     return SimpleNamespace(connections={a1, a2, anon, b1, gone}, registry=registry)
 
@@ -73,3 +74,20 @@ def test_write_read_and_leave(redis_client) -> None:
     assert 0 < redis_client.ttl("gusher:presence:p-app1") <= 4
     presence.write(redis_client, "worker-1", {"p-app1": snap["p-app1"]}, time.time(), 3.0, written)
     assert presence.read(redis_client, "p-app2").users == {}
+
+
+def test_merge_treats_malformed_reports_as_dead() -> None:
+    """A report of the wrong shape is pruned like a dead worker, never an error for the listing."""
+    now = time.time()
+    good = {"expires_at": now + 3, "channels": {"c": [1, ["u"]]}, "users": {"u": 1}}
+    fields = {
+        b"good": orjson.dumps(good),
+        b"list": orjson.dumps([1, 2]),
+        b"no-users": orjson.dumps({"expires_at": now + 3, "channels": {}}),
+        b"bad-channel": orjson.dumps({**good, "channels": {"c": "x"}}),
+        b"bad-count": orjson.dumps({**good, "users": {"u": "many"}}),
+        b"bad-channels": orjson.dumps({**good, "channels": [1]}),
+    }
+    merged, dead = presence.merge(fields, now)
+    assert merged.users == {"u": 1} and merged.channels == {"c": (1, {"u"})}
+    assert sorted(dead) == [b"bad-channel", b"bad-channels", b"bad-count", b"list", b"no-users"]

@@ -254,6 +254,26 @@ def test_master_logs_which_apps_are_open(webhook) -> None:
 # -- the slave: signed webhooks, origins, JWTs, patterns -------------------------------
 
 
+def _remote_addr_seen(webhook, slave_url: str, app_key: str, forwarded: str) -> str:
+    token = allow(f"u-{forwarded}", "c")
+    Client(slave_url, app_key, token, header=[f"X-Forwarded-For: {forwarded}"]).close()
+    call = next(r for r in reversed(webhook.requests) if r["form"].get("auth") == [token])
+    return call["form"]["remote_addr"][0]
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(redis_server, app_key, webhook) -> None:
+    """X-Forwarded-For names the client only when the peer is a trusted proxy (default: loopback)."""
+    trusting = GunicornProcess("slave", redis_server.addr, workers=1).start()
+    wary = GunicornProcess("slave", redis_server.addr, workers=1, trusted_proxies="10.9.9.9").start()
+    try:
+        assert _remote_addr_seen(webhook, trusting.ws_url, app_key, "203.0.113.7") == "203.0.113.7"
+        assert _remote_addr_seen(webhook, trusting.ws_url, app_key, "203.0.113.7, 127.0.0.1") == "203.0.113.7"
+        assert _remote_addr_seen(webhook, wary.ws_url, app_key, "203.0.113.7") == "127.0.0.1"
+    finally:
+        trusting.stop()
+        wary.stop()
+
+
 def test_webhook_calls_are_signed_and_carry_app_and_address(slave, secured_app, webhook, clients) -> None:
     """The webhook gets X-Gusher-Signature = HMAC(secret, body), plus app_key and remote_addr fields."""
     token = allow("u-signed", "c")
@@ -452,3 +472,76 @@ def test_logs_never_contain_secrets_or_tokens(redis_server, redis_client, webhoo
     assert "DEBUG" in logs or "debug" in logs.lower()
     for needle in (secret, admin, hs_key, "dddd4444", jwt_token, expired, "eeee5555", "ffff6666"):
         assert needle not in logs, needle
+
+
+# -- review of issue 6: canonicalisation and key-handling edge cases ------------------------
+
+
+def test_swapping_repeated_query_values_breaks_the_signature(master, secured_app) -> None:
+    """Replay with `?data=b&data=a` of a request signed as `?data=a&data=b` (which pushes "a") is refused."""
+    url = f"{master.url}/api/push/{secured_app}/c/e?data=a&data=b"
+    headers = signing.signed_headers(SECRET, "POST", url, b"", time.time())
+    response = requests.post(url, headers=headers, timeout=5)
+    assert response.status_code == 200 and response.json()["data"] == "a"
+    swapped = url.replace("data=a&data=b", "data=b&data=a")
+    response = requests.post(swapped, headers=headers, timeout=5)
+    assert response.status_code == 401 and "does not match" in response.json()["error"]
+
+
+def test_an_empty_secret_field_locks_the_app(master, redis_client, webhook) -> None:
+    """A `secret` field left blank refuses every push (fail closed) instead of leaving the app open."""
+    key = new_app_key("blank")
+    redis_client.hset(key, mapping={"url": webhook.url, "secret": ""})
+    response = push(master.url, key, "c", "e", "x")
+    assert response.status_code == 401 and "secret field is empty" in response.json()["error"]
+    assert signed("POST", f"{master.url}/api/push/{key}/c/e?data=x", secret="").status_code == 401
+
+
+def test_binary_secrets_are_not_collapsed(master, redis_client, webhook) -> None:
+    """A secret of non-UTF-8 bytes signs with exactly those bytes; the U+FFFD look-alike is refused."""
+    key = new_app_key("bin")
+    raw = bytes(range(0x80, 0xA0))
+    redis_client.hset(key, mapping={"url": webhook.url, "secret": raw})
+    url = f"{master.url}/api/push/{key}/c/e?data=x"
+    assert signed("POST", url, secret=raw.decode("utf-8", "surrogateescape")).status_code == 200
+    lossy = raw.decode("utf-8", "replace")  # what the master used to verify with
+    assert signed("POST", url, secret=lossy).status_code == 401
+
+
+def test_non_ascii_bearer_secret(strict_master, redis_client, webhook) -> None:
+    """A UTF-8 secret sent as `Bearer` bytes matches the secret stored in Redis."""
+    key = new_app_key("utf8")
+    redis_client.hset(key, mapping={"url": webhook.url, "secret": "sécret-ü-0123"})
+    good = {"Authorization": "Bearer sécret-ü-0123".encode()}
+    assert push(strict_master.url, key, "c", "e", "x", headers=good).status_code == 200
+    bad = {"Authorization": "Bearer sécret-ü-0124".encode()}
+    assert push(strict_master.url, key, "c", "e", "x", headers=bad).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "channel, body",
+    [("news.{x}", "data=plain"), ("list[1]", "data=plain"), ("c", "@not-a-file")],
+)
+def test_gusher_sign_curl_lines_send_exactly_what_was_signed(master, secured_app, channel, body) -> None:
+    """curl must not glob `{}`/`[]` in the URL nor read a body starting with `@` as a file name."""
+    url = f"{master.url}/api/push/{secured_app}/{channel}/e"
+    line = subprocess.run(
+        [sys.executable, "-m", "gusher.cli", "sign", "--secret", SECRET, "--form", body, url],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()
+    result = subprocess.run(
+        [*shlex.split(line), "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=30
+    )
+    text, _, status = result.stdout.rpartition("\n")
+    expected = 400 if body.startswith("@") else 200  # `@not-a-file` has no `data` field: signed, then 400
+    assert int(status) == expected, (line, result.stdout, result.stderr)
+    if expected == 200:
+        assert json.loads(text)["channel"] == channel
+
+
+def test_a_private_key_stored_as_jwt_key_is_a_401_not_a_500(slave, redis_client, webhook) -> None:
+    """An operator storing the RSA *private* key gets clean refusals, not internal errors."""
+    key = new_app_key("rsapriv")
+    redis_client.hset(key, mapping={"url": webhook.url, "jwt_key": PRIVATE})
+    status, reason = handshake_refusal(slave, key, token(PRIVATE, "RS256"))
+    assert status == 401 and "public key" in reason

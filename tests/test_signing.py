@@ -104,3 +104,23 @@ def test_signed_headers_helper_matches_the_server_side() -> None:
 def test_constant_time_comparison_handles_any_text() -> None:
     """`same` compares non-ASCII without raising."""
     assert signing.same("é", "é") and not signing.same("é", "e")
+
+
+def test_repeated_query_keys_keep_their_order() -> None:
+    """`?data=a&data=b` pushes "a": swapping the values is another request, so another signature."""
+    first = signing.canonical_query(signing.query_pairs("data=a&data=b"))
+    swapped = signing.canonical_query(signing.query_pairs("data=b&data=a"))
+    assert first != swapped
+    assert first == "data=a&data=b"
+    assert signing.canonical_query(signing.query_pairs("z=1&data=b&a=2&data=a")) == "a=2&data=b&data=a&z=1"
+    with pytest.raises(SignatureError, match="does not match"):
+        _verify(_sign(pairs=(("data", "a"), ("data", "b"))), pairs=(("data", "b"), ("data", "a")))
+
+
+def test_binary_secrets_sign_with_their_raw_bytes() -> None:
+    """A secret read from Redis with undecodable bytes (surrogate-escaped) keys the HMAC with those bytes."""
+    raw = b"\xff\xfe-binary-\x80"
+    secret = raw.decode("utf-8", "surrogateescape")
+    assert signing.sign(secret, b"m") == hmac.new(raw, b"m", hashlib.sha256).hexdigest()
+    other = b"\xfe\xff-binary-\x81".decode("utf-8", "surrogateescape")
+    assert signing.sign(secret, b"m") != signing.sign(other, b"m")

@@ -105,3 +105,60 @@ def _hmac_with_public_key() -> str:
     signing_input = f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims())}"
     mac = hmac.new(PUBLIC.encode(), signing_input.encode(), hashlib.sha256).digest()
     return signing_input + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def _ec_public() -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.mark.parametrize(
+    "key, reason",
+    [
+        (PRIVATE, "not a PEM public key"),  # stored by mistake: was an AttributeError (500)
+        (_ec_public(), "not an RSA public key"),
+        ("-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----", "not a PEM public key"),
+    ],
+)
+def test_unusable_rs256_keys_are_a_token_error(key: str, reason: str) -> None:
+    """A jwt_key that looks like PEM but is no RSA public key refuses the client (401), never a 500."""
+    token = jwt.encode(claims(), PRIVATE, algorithm="RS256")
+    with pytest.raises(TokenError, match=reason):
+        tokens.verify(token, key)
+
+
+@pytest.mark.parametrize("exp", ["9999999999", True, None, [1]])
+def test_exp_must_be_a_number(exp) -> None:
+    """`exp` is a NumericDate: a string, boolean or other type is refused."""
+    token = jwt.encode(claims(exp=exp), HS_KEY, algorithm="HS256")
+    with pytest.raises(TokenError):
+        tokens.verify(token, HS_KEY)
+
+
+def test_not_before_is_enforced_with_its_own_reason() -> None:
+    """A token whose `nbf` lies ahead is refused as not valid yet (not as 'malformed')."""
+    token = jwt.encode(claims(nbf=int(time.time()) + 60), HS_KEY, algorithm="HS256")
+    with pytest.raises(TokenError, match="not valid yet"):
+        tokens.verify(token, HS_KEY)
+
+
+def test_an_iat_slightly_ahead_is_accepted() -> None:
+    """`iat` is informative: a backend clock a little ahead must not lock clients out."""
+    token = jwt.encode(claims(iat=int(time.time()) + 30), HS_KEY, algorithm="HS256")
+    assert tokens.verify(token, HS_KEY).user_id == "u1"
+
+
+def test_binary_hs256_keys_use_every_byte() -> None:
+    """A non-UTF-8 key (surrogate-escaped, as read from Redis) verifies with its raw bytes only."""
+    raw = bytes(range(128, 192))
+    key = raw.decode("utf-8", "surrogateescape")
+    assert tokens.verify(jwt.encode(claims(), raw, algorithm="HS256"), key).user_id == "u1"
+    lossy = raw.decode("utf-8", "replace").encode("utf-8")  # what a lossy decode would have used
+    with pytest.raises(TokenError, match="signature"):
+        tokens.verify(jwt.encode(claims(), lossy, algorithm="HS256"), key)
