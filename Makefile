@@ -32,3 +32,19 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (issue 3): bench/setup.sh installs the bench's own tools and the
+# peers (not in requirements.txt); see BENCHMARKS.md for what is measured.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt bench/peers/node/package.json bench/setup.sh
+	PY=$(PY) bash bench/setup.sh
+	touch $(BENCH_STAMP)
+
+.PHONY: bench bench-quick
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m bench.run --quick $(BENCH_ARGS)

@@ -75,17 +75,35 @@ class ClientPool:
             replies.append(pipe.recv())
         return replies
 
-    def connect(self, host: str, port: int, adapter: dict, channels_of: Any, n: int, first: int = 0,
-                concurrency: int = 400, timeout: float = 120.0) -> ConnectResult:
+    def connect(
+        self,
+        host: str,
+        port: int,
+        adapter: dict,
+        channels_of: Any,
+        n: int,
+        first: int = 0,
+        concurrency: int = 400,
+        timeout: float = 120.0,
+    ) -> ConnectResult:
         """Open connections `first … first+n-1`; `channels_of(i)` lists what connection i joins."""
         k = len(self.pipes)
         for p, pipe in enumerate(self.pipes):
             items = [(i, channels_of(i)) for i in range(first + p, first + n, k)]
-            pipe.send(("connect", {
-                "host": host, "port": port, "adapter": adapter, "items": items,
-                "concurrency": max(1, concurrency // k), "timeout": timeout,
-                "source": f"127.0.{1 + (first // 50_000) % 200}.{10 + p}",
-            }))
+            pipe.send(
+                (
+                    "connect",
+                    {
+                        "host": host,
+                        "port": port,
+                        "adapter": adapter,
+                        "items": items,
+                        "concurrency": max(1, concurrency // k),
+                        "timeout": timeout,
+                        "source": f"127.0.1.{10 + p}",
+                    },
+                )
+            )
         replies = []
         deadline = time.monotonic() + timeout + 30
         for pipe in self.pipes:
@@ -98,8 +116,13 @@ class ClientPool:
             connect_ms.frombytes(r["connect_ms"])
             for reason, count in r["errors"].items():
                 errors[reason] = errors.get(reason, 0) + count
-        return ConnectResult(sum(r["ready"] for r in replies), sum(r["failed"] for r in replies),
-                             max(r["elapsed"] for r in replies), errors, connect_ms)
+        return ConnectResult(
+            sum(r["ready"] for r in replies),
+            sum(r["failed"] for r in replies),
+            max(r["elapsed"] for r in replies),
+            errors,
+            connect_ms,
+        )
 
     def count(self) -> int:
         """Deliveries recorded so far, all processes."""
@@ -161,7 +184,7 @@ class ClientPool:
             pipe.close()
         self.pipes, self.procs = [], []
 
-    def __enter__(self) -> "ClientPool":
+    def __enter__(self) -> ClientPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

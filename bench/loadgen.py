@@ -38,8 +38,19 @@ CONNECTING, UPGRADING, OPENING, READY, CLOSED = range(5)
 class Conn:
     """One client socket and where it is in its life."""
 
-    __slots__ = ("sock", "fd", "index", "channels", "state", "buf", "parser", "acks", "out",
-                 "started", "attempts")
+    __slots__ = (
+        "acks",
+        "attempts",
+        "buf",
+        "channels",
+        "fd",
+        "index",
+        "out",
+        "parser",
+        "sock",
+        "started",
+        "state",
+    )
 
     def __init__(self, index: int, channels: list[str]) -> None:
         self.index = index
@@ -130,8 +141,13 @@ class LoadGen:
         return {"ok": True}
 
     def cmd_collect(self, _: Any) -> dict:
-        reply = {"seqs": self.seqs.tobytes(), "lats": self.lats.tobytes(), "recvs": self.recvs.tobytes(),
-                 "open": self._open_count(), "closed": self.closed_by_server}
+        reply = {
+            "seqs": self.seqs.tobytes(),
+            "lats": self.lats.tobytes(),
+            "recvs": self.recvs.tobytes(),
+            "open": self._open_count(),
+            "closed": self.closed_by_server,
+        }
         self.cmd_reset(None)
         return reply
 
@@ -163,10 +179,15 @@ class LoadGen:
             self._start(job.queue.popleft())
         if not job.queue and job.in_flight == 0:
             job.finished = time.monotonic()
-            self.pipe.send({
-                "ready": job.ready, "failed": job.failed, "errors": job.errors,
-                "elapsed": job.finished - job.started, "connect_ms": job.connect_ms.tobytes(),
-            })
+            self.pipe.send(
+                {
+                    "ready": job.ready,
+                    "failed": job.failed,
+                    "errors": job.errors,
+                    "elapsed": job.finished - job.started,
+                    "connect_ms": job.connect_ms.tobytes(),
+                }
+            )
             self.job = None
 
     def _start(self, conn: Conn) -> None:
@@ -310,7 +331,7 @@ class LoadGen:
         conn.buf += data
         try:
             used = wsframes.parse_handshake(conn.buf)
-        except wsframes.HandshakeFailed as exc:
+        except wsframes.HandshakeError as exc:
             self._fail(conn, str(exc), retry=b" 503 " in conn.buf[:40])
             return
         if not used:

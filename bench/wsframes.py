@@ -23,7 +23,7 @@ _MASK = b"\x11\x22\x33\x44"
 _MASK_INT = int.from_bytes(_MASK * 2, "big")
 
 
-class HandshakeFailed(Exception):
+class HandshakeError(Exception):
     """The server answered the upgrade with something else than 101."""
 
 
@@ -40,16 +40,16 @@ def parse_handshake(buffer: bytes) -> int:
     """Length of a complete 101 answer at the start of `buffer`, 0 while incomplete.
 
     Raises:
-        HandshakeFailed: the status line is not 101 (its first line is the message).
+        HandshakeError: the status line is not 101 (its first line is the message).
     """
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         if len(buffer) > 65536:
-            raise HandshakeFailed("handshake answer over 64 KB")
+            raise HandshakeError("handshake answer over 64 KB")
         return 0
     status = buffer[: buffer.find(b"\r\n")]
     if b" 101 " not in status + b" ":
-        raise HandshakeFailed(status.decode("latin-1")[:200])
+        raise HandshakeError(status.decode("latin-1")[:200])
     return end + 4
 
 
@@ -89,7 +89,7 @@ def encode_server_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
 class FrameParser:
     """Splits the server's byte stream into frames; fragments are joined."""
 
-    __slots__ = ("_buf", "_fragments", "_fragment_op")
+    __slots__ = ("_buf", "_fragment_op", "_fragments")
 
     def __init__(self) -> None:
         self._buf = b""
@@ -127,9 +127,8 @@ class FrameParser:
 
     def _collect(self, b0: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
         opcode, final = b0 & 0x0F, b0 & 0x80
-        if opcode >= 0x8:  # control frames may sit between fragments (§5.4)
-            out.append((opcode, payload))
-        elif final and opcode and not self._fragments:
+        # Control frames may sit between fragments (§5.4); whole messages pass straight on.
+        if opcode >= 0x8 or (final and opcode and not self._fragments):
             out.append((opcode, payload))
         else:
             if opcode:

@@ -1,0 +1,83 @@
+"""The full run: every system at every N, the push API, then the report.
+
+Systems whose peer software bench/setup.sh did not install are skipped with
+a note in the report, so `make bench` still measures gusher against the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from bench import meta, pushapi, report
+from bench.clients import ClientPool
+from bench.procs import Reaper
+from bench.run import RESULTS, log, run_system
+from bench.scenarios import Plan
+from bench.systems import GusherSystem, Infra, LimitSystem
+
+# Steady publish rates are chosen per N so that the offered deliveries/s double each step.
+DELIVERY_TARGETS = (25_000, 50_000, 100_000, 200_000, 400_000, 800_000, 1_600_000)
+
+
+def factories() -> dict[str, Any]:
+    """Every system the run can start, peers only when installed."""
+    from bench import peers
+
+    found: dict[str, Any] = {"limit": LimitSystem, "gusher": GusherSystem}
+    found.update(peers.available())
+    return found
+
+
+def plan_for(n: int) -> Plan:
+    rates = tuple(sorted({max(1, round(t / n)) for t in DELIVERY_TARGETS}))
+    return Plan(
+        latency_pushes=30,
+        bursts=5,
+        idle_seconds=3.0,
+        settle_seconds=2.0,
+        sustained_seconds=3.0,
+        sustained_rates=rates,
+        many_channels=True,
+    )
+
+
+def run(sizes: list[int], systems: list[str]) -> int:
+    started = time.time()
+    available = factories()
+    skipped = [s for s in systems if s not in available]
+    for name in skipped:
+        log(f"skipping {name}: not installed (run bench/setup.sh)")
+    infra = Infra()
+    Reaper.add(infra.stop)
+    results: dict[str, Any] = {"meta": meta.collect(), "runs": [], "api": [], "skipped": skipped}
+    for n in sizes:
+        with ClientPool(ClientPool.processes_for(n)) as pool:
+            for name in systems:
+                if name in available:
+                    results["runs"].append(run_system(available[name], infra, pool, n, plan_for(n)))
+                    _save(results)
+    if pushapi.available():
+        for name in ("limit", "gusher"):
+            system = available[name](infra, 2)
+            try:
+                system.start()
+                figures = pushapi.run_wrk(system.push_api_url(), seconds=5)
+                results["api"].append({"system": name, **figures})
+                log(f"push API {name}: {figures}")
+            finally:
+                system.stop()
+    results["meta"]["duration_s"] = round(time.time() - started)
+    path = _save(results)
+    report.write(results)
+    log(f"results in {path}; BENCHMARKS.md and bench/plots/ rewritten")
+    return 0
+
+
+def _save(results: dict[str, Any]) -> str:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"full-{results['meta']['date'].replace(':', '').replace(' ', '-')}.json"
+    path.write_text(json.dumps(results, indent=1, default=str))
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=1, default=str))
+    return str(path)

@@ -1,0 +1,136 @@
+"""Child processes the bench starts, and how their memory and CPU are measured.
+
+Every server runs in its own session (process group) so that `stop()` can
+end it with everything it forked, and every start registers the process with
+`Reaper`, which the runner unwinds in `finally` and at exit — a failed run
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = Path(tempfile.gettempdir()) / "gusher-bench-logs"
+
+
+class Reaper:
+    """Stop callbacks, run newest first, exactly once."""
+
+    _stops: list[Callable[[], None]] = []
+
+    @classmethod
+    def add(cls, stop: Callable[[], None]) -> None:
+        cls._stops.append(stop)
+
+    @classmethod
+    def run(cls) -> None:
+        while cls._stops:
+            stop = cls._stops.pop()
+            try:
+                stop()
+            except Exception as exc:  # keep tearing down the rest
+                print(f"bench: teardown step failed: {exc!r}", flush=True)
+
+
+atexit.register(Reaper.run)
+
+
+class ServerProcess:
+    """A command in its own process group, with its output in a log file."""
+
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
+        LOG_DIR.mkdir(exist_ok=True)
+        self.name = name
+        self.log_path = LOG_DIR / f"{name}-{os.getpid()}.log"
+        log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        Reaper.add(self.stop)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def children(self) -> list[int]:
+        """Direct children (gunicorn workers, node cluster workers)."""
+        try:
+            return [c.pid for c in psutil.Process(self.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the whole group, SIGKILL what is left after `timeout`."""
+        if self.process.poll() is not None:
+            return
+        _signal_group(self.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.pid, signal.SIGKILL)
+            self.process.wait(5)
+        _signal_group(self.pid, signal.SIGKILL)  # stragglers of the group
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    """Sum of the resident memory of `pids` (gone processes count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time consumed so far by `pids`."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def cpu_percent(pids: list[int], seconds: float) -> float:
+    """CPU use of `pids` over the next `seconds`, in percent of one core."""
+    before = cpu_seconds(pids)
+    time.sleep(seconds)
+    return 100.0 * (cpu_seconds(pids) - before) / seconds

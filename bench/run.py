@@ -1,0 +1,166 @@
+"""`python -m bench.run [--quick]`: start everything, run the scenarios, report, tear down.
+
+Quick mode (`make bench-quick`, under a minute) runs gusher and the limit
+baseline at one N and prints, as its last line, one JSON object with the
+headline figures. Full mode (`make bench`) runs every system (gusher, limit,
+and the peers that `bench/setup.sh` installed) at every N, saves the raw
+figures in bench/results/, and rewrites BENCHMARKS.md and bench/plots/*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+import traceback
+from typing import Any
+
+from bench import scenarios
+from bench.clients import ClientPool
+from bench.procs import ROOT, Reaper, cpu_seconds, rss_bytes
+from bench.scenarios import Plan
+from bench.systems import GusherSystem, Infra, LimitSystem, workers_for
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def log(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def measure(system: Any, pool: ClientPool, n: int, plan: Plan, webhook_pid: int = 0) -> dict[str, Any]:
+    """Every connection-level scenario against one started system at one N."""
+    figures: dict[str, Any] = {"system": system.name, "n": n}
+    rss0 = rss_bytes(system.worker_pids())
+    cpu0 = cpu_seconds(system.worker_pids())
+    webhook0 = cpu_seconds([webhook_pid])
+    result = scenarios.connect(system, pool, n, scenarios.shared_channel_of, plan)
+    # Server CPU per new connection shows where a low connect rate comes from.
+    figures["connect_cpu_ms_per_conn"] = (
+        1000 * (cpu_seconds(system.worker_pids()) - cpu0) / max(1, result.ready)
+    )
+    figures["webhook_cpu_ms_per_conn"] = 1000 * (cpu_seconds([webhook_pid]) - webhook0) / max(1, result.ready)
+    figures.update(
+        connected=result.ready,
+        connect_failed=result.failed,
+        connect_per_s=result.rate,
+        connect_p99_ms=scenarios.percentile(result.connect_ms, 99),
+        connect_errors=result.errors,
+    )
+    log(
+        f"{system.name} N={n}: {result.ready} connected ({result.rate:.0f}/s), {result.failed} failed {result.errors}"
+    )
+    if result.ready == 0:
+        return figures
+    live = result.ready
+    figures.update(scenarios.idle(system, pool, live, rss0, plan))
+    figures.update(scenarios.fanout_latency(system, pool, live, plan))
+    figures.update(scenarios.fanout_bursts(system, pool, live, plan))
+    if plan.sustained_rates:
+        figures.update(scenarios.sustained(system, pool, live, plan))
+    pool.close_all()
+    if plan.many_channels:
+        time.sleep(plan.settle_seconds)
+        result = scenarios.connect(system, pool, n, scenarios.many_channels_of, plan)
+        figures["many_connected"] = result.ready
+        if result.ready:
+            figures.update(scenarios.many_channels(system, pool, result.ready, plan))
+        pool.close_all()
+    log(
+        f"{system.name} N={n}: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in figures.items() if isinstance(v, float))
+    )
+    return figures
+
+
+def run_system(factory: Any, infra: Infra, pool: ClientPool, n: int, plan: Plan) -> dict[str, Any]:
+    """Start a fresh system for this N, measure it, always stop it."""
+    system = factory(infra, workers_for(n))
+    try:
+        system.start()
+        return measure(system, pool, n, plan, infra.webhook.pid)
+    except Exception as exc:
+        log(f"{getattr(system, 'name', factory)} N={n} failed: {exc!r}\n{traceback.format_exc()}")
+        return {"system": getattr(system, "name", str(factory)), "n": n, "error": repr(exc)}
+    finally:
+        try:
+            pool.close_all()
+        except Exception:
+            pass
+        system.stop()
+
+
+def quick(n: int) -> dict[str, Any]:
+    """gusher and the limit baseline at one N; returns the headline JSON."""
+    plan = Plan(latency_pushes=15, bursts=5, idle_seconds=1.0, settle_seconds=0.5)
+    infra = Infra()
+    Reaper.add(infra.stop)
+    with ClientPool(ClientPool.processes_for(n)) as pool:
+        limit = run_system(LimitSystem, infra, pool, n, plan)
+        gusher = run_system(GusherSystem, infra, pool, n, plan)
+    return headline(gusher, limit)
+
+
+def headline(gusher: dict[str, Any], limit: dict[str, Any]) -> dict[str, Any]:
+    """The quick-mode JSON: gusher's figures beside the baseline's, and their ratios."""
+    out = {
+        "connections": gusher.get("connected", 0),
+        "mem_kb_per_conn": round(gusher.get("mem_kb_per_conn", 0.0), 2),
+        "abs_kb_per_conn": round(gusher.get("abs_kb_per_conn", 0.0), 2),
+        "idle_cpu_pct": round(gusher.get("idle_cpu_pct", 0.0), 2),
+        "fanout_p50_ms": round(gusher.get("fanout_p50_ms", 0.0), 3),
+        "fanout_p99_ms": round(gusher.get("fanout_p99_ms", 0.0), 3),
+        "fanout_delivery_pct": round(gusher.get("fanout_delivery_pct", 0.0), 3),
+        # Issue 3: the baseline's time to write one frame to the same sockets.
+        "limit_fanout_ms": round(limit.get("write_ms", 0.0), 3),
+        # The baseline's own push→receive p99 (its command pipe included), for reference.
+        "limit_push_p99_ms": round(limit.get("fanout_p99_ms", 0.0), 3),
+        "deliveries_per_s": round(gusher.get("deliveries_per_s", 0.0)),
+        "limit_deliveries_per_s": round(limit.get("deliveries_per_s", 0.0)),
+        "connect_per_s": round(gusher.get("connect_per_s", 0.0)),
+        "limit_connect_per_s": round(limit.get("connect_per_s", 0.0)),
+    }
+    out["fanout_ratio"] = (
+        round(out["fanout_p99_ms"] / out["limit_fanout_ms"], 2) if out["limit_fanout_ms"] else None
+    )
+    out["throughput_ratio"] = (
+        round(out["deliveries_per_s"] / out["limit_deliveries_per_s"], 3)
+        if out["limit_deliveries_per_s"]
+        else None
+    )
+    errors = [r["error"] for r in (gusher, limit) if "error" in r]
+    if errors:
+        out["errors"] = errors
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="gusher + limit at one N, JSON last line")
+    parser.add_argument("-n", type=int, default=5000, help="connections in quick mode")
+    parser.add_argument("--sizes", default="1000,10000,50000", help="N values of the full run")
+    parser.add_argument("--systems", default="limit,gusher,pysio,nodesio", help="systems of the full run")
+    args = parser.parse_args(argv)
+    # SIGTERM (timeout, Ctrl-C from make) must still run the teardown in `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    try:
+        if args.quick:
+            result = quick(args.n)
+            Reaper.run()  # tear down first, so the JSON is the very last line
+            log(f"quick run took {time.monotonic() - started:.1f} s")
+            print(json.dumps(result), flush=True)
+            return 0 if "errors" not in result else 1
+        from bench import full
+
+        return full.run([int(s) for s in args.sizes.split(",")], args.systems.split(","))
+    finally:
+        Reaper.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The pure parts of the harness: adapters, webhook answers, wrk parsing, statistics, report."""
+
+from __future__ import annotations
+
+import json
+
+from bench import adapters, pushapi, report, scenarios, webhook
+from bench.baseline import data_string, message
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:1/api/push/a/b/e?data=hello
+  2 threads and 64 connections
+  Latency Distribution
+     50%  487.00us
+     75%    1.20ms
+     90%    2.00ms
+     99%    3.97ms
+  515230 requests in 5.00s, 80.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec: 103046.11
+Transfer/sec:     16.00MB
+"""
+
+
+def test_parse_wrk() -> None:
+    """Requests/s, percentiles in ms and the error count come out of wrk's report."""
+    figures = pushapi.parse_wrk(WRK_OUTPUT)
+    assert figures == {
+        "api_requests_per_s": 103046.11,
+        "api_p50_ms": 0.487,
+        "api_p99_ms": 3.97,
+        "api_errors": 7.0,
+    }
+
+
+def test_webhook_allows_the_test_tokens() -> None:
+    """`allow:<user>:<channels>` is answered with those channels; other tokens with 403."""
+    head, _, body = webhook.answer(b"auth=allow%3Au1%3Aa%2Cb").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and json.loads(body) == {"user_id": "u1", "channels": ["a", "b"]}
+    assert webhook.answer(b"auth=nope").startswith(b"HTTP/1.1 403")
+
+
+def test_message_carries_the_marker() -> None:
+    """Every system's data has the `B|seq|sent_ns|` marker, padded to the size."""
+    assert data_string(7, 123, 20) == "B|7|123|" + "x" * 12
+    assert json.loads(message(7, 123, 20))["data"] == data_string(7, 123, 20)
+
+
+def test_socketio_adapter_sequence() -> None:
+    """open → `40`, namespace connected → one `join` per room, `joined` acks, ping → pong."""
+    adapter = adapters.SocketIOAdapter()
+    assert adapter.on_text(b'0{"sid":"x"}', ["r"]) == (adapters.OTHER, [b"40"])
+    assert adapter.on_text(b'40{"sid":"y"}', ["r", "s"]) == (
+        adapters.OTHER,
+        [b'42["join","r"]', b'42["join","s"]'],
+    )
+    assert adapter.on_text(b'42["joined","r"]', ["r"]) == (adapters.ACK, [])
+    assert adapter.on_text(b"2", ["r"]) == (adapters.OTHER, [b"3"])
+
+
+def test_gusher_adapter_subscribes_each_channel() -> None:
+    """The auth token names the channels; one subscribe per channel; replies are classified."""
+    adapter = adapters.GusherAdapter("app")
+    assert adapter.path(3, ["a", "b"]) == "/ws/app?auth=allow%3Au3%3Aa%2Cb"
+    assert [json.loads(m)["data"]["channel"] for m in adapter.opening(["a", "b"])] == ["a", "b"]
+    assert adapter.on_text(b'{"event":"gusher.subscribe_succeeded","data":{}}', [])[0] == adapters.ACK
+    assert adapter.on_text(b'{"event":"gusher.subscribe_error","data":{}}', [])[0] == adapters.REFUSED
+
+
+def test_percentile() -> None:
+    """Nearest-rank percentiles; empty input gives 0."""
+    assert scenarios.percentile(range(1, 101), 99) == 99
+    assert scenarios.percentile([5], 50) == 5
+    assert scenarios.percentile([], 99) == 0
+
+
+def test_report_shows_ratios() -> None:
+    """The report puts each figure beside its ratio to the limit and gusher's to each peer."""
+    runs = [
+        {"system": "limit", "n": 10, "deliveries_per_s": 100.0},
+        {"system": "gusher", "n": 10, "deliveries_per_s": 50.0},
+        {"system": "pysio", "n": 10, "deliveries_per_s": 25.0},
+    ]
+    meta = {
+        "date": "d",
+        "machine": {"cpu": "c", "cores": 2, "ram_gib": 1, "kernel": "k", "fd_limit": 1},
+        "versions": {"python": "3"},
+    }
+    text = report.render({"meta": meta, "runs": runs, "api": []}, [])
+    assert "| 10 | 100 | 50.0 (0.50×) | 25.0 (0.25×) | 2.00× |" in text
