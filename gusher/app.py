@@ -73,5 +73,10 @@ def create_slave_app(settings: Settings | None = None) -> Flask:
     def ensure_started() -> None:
         # Served without gunicorn.conf.py's post_worker_init hook: start lazily.
         services.start()
+        services.requests_in_flight += 1
+
+    @app.teardown_request
+    def request_done(_: BaseException | None) -> None:
+        services.requests_in_flight -= 1
 
     return app

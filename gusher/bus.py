@@ -66,7 +66,7 @@ class Bus:
         self._inflight: dict[str, int] = {}  # SUBSCRIBE replies still to come
         self._wake = gevent.event.Event()
         self._write_lock = gevent.lock.Semaphore()
-        self._greenlets: list[gevent.Greenlet] = []
+        self.greenlets: list[gevent.Greenlet] = []
         self.reconnects = 0
         self.connected = False
         self._ever_connected = False
@@ -88,11 +88,11 @@ class Bus:
 
     def start(self) -> None:
         """Spawn the listener and the sync greenlets."""
-        self._greenlets = [gevent.spawn(self._listen_forever), gevent.spawn(self._sync_forever)]
+        self.greenlets = [gevent.spawn(self._listen_forever), gevent.spawn(self._sync_forever)]
 
     def stop(self) -> None:
         """Stop both greenlets and close the connection."""
-        gevent.killall(self._greenlets, block=False)
+        gevent.killall(self.greenlets, block=False)
         self._drop_connection()
 
     @property

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,22 +36,35 @@ DEAD_AFTER_INTERVALS = 3
 Snapshot = dict[str, dict[str, Any]]  # app_key → {"channels": {...}, "users": {...}}
 
 
-def snapshot(hub: Any) -> Snapshot:
-    """This worker's presence, per app — pure (reads the hub, runs without yielding).
+_ITEMS_PER_PAUSE = 2000
+
+
+def snapshot(hub: Any, pause: Callable[[], None] = lambda: None) -> Snapshot:
+    """This worker's presence, per app — pure but for `pause`.
+
+    Args:
+        hub: the worker's hub (connections and registry are read, never changed).
+        pause: called every few thousand items; the worker passes a yield to
+            the event loop so a snapshot of 15k clients never delays a
+            fan-out (it works on copies, so changes meanwhile are harmless).
 
     Returns:
         `{app_key: {"channels": {channel: [subscriptions, [user ids]]},
                     "users": {user_id: connections}}}`
     """
     apps: Snapshot = {}
-    for conn in hub.connections:
+    for index, conn in enumerate(list(hub.connections)):
+        if index % _ITEMS_PER_PAUSE == _ITEMS_PER_PAUSE - 1:
+            pause()
         if conn.state != OPEN:  # a closing connection is already gone for its user
             continue
         app = apps.setdefault(conn.app_key, {"channels": {}, "users": {}})
         user_id = conn.identity.user_id
         if is_targetable_user(user_id):
             app["users"][user_id] = app["users"].get(user_id, 0) + 1
-    for key in list(hub.registry.channels()):
+    for index, key in enumerate(list(hub.registry.channels())):
+        if index % _ITEMS_PER_PAUSE == _ITEMS_PER_PAUSE - 1:
+            pause()
         if is_internal(key):
             continue
         app_key, channel = split_pubsub_channel(key)
@@ -138,11 +151,11 @@ class Presence:
         self.hub = hub
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self._apps: set[str] = set()
-        self._greenlet: gevent.Greenlet | None = None
+        self.greenlet: gevent.Greenlet | None = None
 
     def beat(self) -> None:
         """Write this worker's snapshot now (raises `BackendUnavailable` when Redis is down)."""
-        snap = snapshot(self.hub)
+        snap = snapshot(self.hub, pause=lambda: gevent.sleep(0))
         self._apps = write(
             self.client, self.worker_id, snap, time.time(), self.interval * DEAD_AFTER_INTERVALS, self._apps
         )
@@ -157,14 +170,14 @@ class Presence:
 
     def start(self) -> None:
         """Spawn the loop (idempotent)."""
-        if self._greenlet is None:
-            self._greenlet = gevent.spawn(self._run)
+        if self.greenlet is None:
+            self.greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
         """Stop the loop and remove this worker's presence."""
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
-            self._greenlet = None
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)
+            self.greenlet = None
         self.remove()
 
     def _run(self) -> None:

@@ -9,6 +9,7 @@ worker's heartbeat at once.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Any
@@ -44,6 +45,7 @@ class SlaveServices:
         self.presence = Presence(settings.heartbeat_interval, self.redis, self.hub)
         self.started = False
         self._greenlets: list[gevent.Greenlet] = []
+        self.requests_in_flight = 0  # handshakes and HTTP requests: one greenlet each
 
     # The bus is built before the hub; these forward to it.
     def _on_messages(self, batch: Any) -> None:
@@ -57,6 +59,9 @@ class SlaveServices:
         hub = self.hub
         return {
             "connections": len(hub.connections),
+            # The event loop's hub and main greenlets, each service loop, and one
+            # per request in flight; an open WebSocket owns none.
+            "greenlets": 2 + self.requests_in_flight + self.service_greenlets(),
             "subscriptions": self.bus.subscription_count,
             "messages_in": hub.stats.messages_in,
             "deliveries": hub.stats.deliveries,
@@ -67,11 +72,19 @@ class SlaveServices:
             "redis_reconnects": self.bus.reconnects,
         }
 
+    def service_greenlets(self) -> int:
+        """Greenlets of the bus, heartbeat, presence, sweeper and worker watcher."""
+        owned = [*self._greenlets, *self.bus.greenlets, self.heartbeat.greenlet, self.presence.greenlet]
+        return sum(1 for g in owned if g is not None and not g.dead)
+
     def start(self, worker: Any = None) -> None:
         """Start the bus, heartbeat and sweeper; watch `worker.alive` if given."""
         if self.started:
             return
         self.started = True
+        # Everything imported so far lives as long as the worker: keep it out
+        # of the cyclic GC's full collections, which otherwise rescan it.
+        gc.freeze()
         self.bus.start()
         self.heartbeat.start()
         self.presence.start()
