@@ -6,9 +6,10 @@ errors become `BackendUnavailable`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import redis
 
@@ -40,31 +41,6 @@ def backend() -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise BackendUnavailable(f"redis unavailable: {exc.__class__.__name__}") from exc
-
-
-def webhook_url(client: redis.Redis, app_key: str) -> str:
-    """The app's webhook URL.
-
-    Raises:
-        InvalidName: the key cannot name an app (empty, `@`, too long).
-        UnknownApp: the hash has no `url` field.
-        BackendUnavailable: Redis cannot be reached.
-    """
-    check_app_key(app_key)
-    with backend():
-        url = client.hget(app_key, APP_URL_FIELD)
-    if not url:
-        raise UnknownApp(f"unknown app_key {app_key[:100]!r}")
-    return url.decode("utf-8", "replace")
-
-
-def check_app(client: redis.Redis, app_key: str) -> None:
-    """Raise unless `app_key` names an existing app (see `webhook_url`)."""
-    check_app_key(app_key)
-    with backend():
-        exists = client.hexists(app_key, APP_URL_FIELD)
-    if not exists:
-        raise UnknownApp(f"unknown app_key {app_key[:100]!r}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +97,7 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
     Raises:
         UnknownApp: the hash has no `url` field.
     """
+
     def text(name: str, errors: str = "replace") -> str:
         return fields.get(name.encode(), b"").decode("utf-8", errors).strip()
 
@@ -139,7 +116,13 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
 
 
 def load_app(client: redis.Redis, app_key: str) -> AppConfig:
-    """The app's whole record (see `webhook_url` for the errors)."""
+    """The app's whole record, read in one round trip.
+
+    Raises:
+        InvalidName: the key cannot name an app (empty, `@`, too long).
+        UnknownApp: the hash has no `url` field.
+        BackendUnavailable: Redis cannot be reached.
+    """
     check_app_key(app_key)
     with backend():
         raw = client.hgetall(app_key)

@@ -112,8 +112,9 @@ class Authenticator:
         # the environment for proxies and .netrc (~10% of a connect's CPU).
         self._session.trust_env = False
 
-    def authenticate(self, url: str, auth: str, app_key: str = "", remote: str = "",
-                     secret: str = "") -> Identity:
+    def authenticate(
+        self, url: str, auth: str, app_key: str = "", remote: str = "", secret: str = ""
+    ) -> Identity:
         """Ask the webhook at `url` about `auth` (see `webhook_request` for the rest).
 
         Raises:
@@ -122,9 +123,10 @@ class Authenticator:
         """
         body, headers = webhook_request(auth, app_key, remote, secret)
         try:
-            with gevent.Timeout(self.timeout, WebhookError(f"webhook timed out after {self.timeout:g} s")):
-                with self._slots:
-                    answer = self._post(url, body, headers)
+            expired = WebhookError(f"webhook timed out after {self.timeout:g} s")
+            timeout = gevent.Timeout(self.timeout, expired)
+            with timeout, self._slots:
+                answer = self._post(url, body, headers)
         except requests.RequestException as exc:
             raise WebhookError(f"webhook unreachable: {exc.__class__.__name__}") from exc
         return parse_webhook_answer(answer)

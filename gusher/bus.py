@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import cast
 
 import gevent
 import gevent.event
@@ -53,7 +54,10 @@ class Bus:
         ping_every: float = 5.0,
     ) -> None:
         self._pool = redis.ConnectionPool.from_url(
-            redis_url, socket_connect_timeout=2.0, socket_timeout=None, socket_keepalive=True,
+            redis_url,
+            socket_connect_timeout=2.0,
+            socket_timeout=None,
+            socket_keepalive=True,
             protocol=2,  # RESP2: pub/sub messages are plain replies, not RESP3 push frames
         )
         self._on_messages = on_messages
@@ -118,7 +122,7 @@ class Bus:
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _connect(self) -> Connection:
-        conn = self._pool.make_connection()
+        conn = cast(Connection, self._pool.make_connection())
         conn.connect()
         with self._write_lock:
             self._sent = set(self._desired)

@@ -45,7 +45,7 @@ def _exec_role(role: str) -> None:
 class _DemoWebhook(BaseHTTPRequestHandler):
     """Allows every client onto the channel `demo` (a real app would check `auth`)."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.dumps({"user_id": "demo-user", "channels": ["demo"]}).encode()
         self.send_response(200)
@@ -132,8 +132,7 @@ def sign_command(argv: list[str], now: float | None = None) -> str:
     args = parser.parse_args(argv)
     key = args.secret if args.secret is not None else Path(args.secret_file).read_text().strip()
     payload = (args.json if args.json is not None else args.form or "").encode("utf-8")
-    headers = signing.signed_headers(key, args.method, args.url, payload,
-                                     time.time() if now is None else now)
+    headers = signing.signed_headers(key, args.method, args.url, payload, time.time() if now is None else now)
     if args.json is not None:
         headers["Content-Type"] = "application/json"
     elif args.form:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from gusher import frames
 from gusher.auth import Identity
@@ -39,29 +40,30 @@ class Connection:
     """A client's WebSocket, owned by the worker's `Hub`."""
 
     __slots__ = (
-        "id",
-        "app_key",
-        "identity",
-        "remote",
-        "state",
-        "last_heard",
-        "closing_since",
-        "awaiting_pong",
-        "blocked",
-        "commands",
-        "command_tokens",
-        "tokens_at",
         "_hub",
-        "_sock",
-        "_reader",
-        "_read_watcher",
-        "_write_watcher",
         "_outbox",
         "_outbox_size",
+        "_read_watcher",
+        "_reader",
+        "_sock",
+        "_write_watcher",
+        "app_key",
+        "awaiting_pong",
+        "blocked",
+        "closing_since",
+        "command_tokens",
+        "commands",
+        "id",
+        "identity",
+        "last_heard",
+        "remote",
+        "state",
+        "tokens_at",
     )
 
-    def __init__(self, hub: Hub, sock: socket.socket, conn_id: int, app_key: str,
-                 identity: Identity, remote: str) -> None:
+    def __init__(
+        self, hub: Hub, sock: socket.socket, conn_id: int, app_key: str, identity: Identity, remote: str
+    ) -> None:
         self.id = conn_id
         self.app_key = app_key
         self.identity = identity

@@ -59,12 +59,23 @@ class EmbeddedRedis:
         """`host:port`, the seed's `REDIS_ADDR` form."""
         return f"{self.host}:{self.port}"
 
-    def start(self) -> "EmbeddedRedis":
+    def start(self) -> EmbeddedRedis:
         """Start the server and wait until it accepts connections."""
         args = [
-            server_binary(), "--port", str(self.port), "--bind", self.host,
-            "--save", "", "--appendonly", "no", "--dir", self._dir,
-            "--maxclients", "10000", *self.extra_args,
+            server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir,
+            "--maxclients",
+            "10000",
+            *self.extra_args,
         ]
         log = open(Path(self._dir) / "server.log", "ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -84,7 +95,7 @@ class EmbeddedRedis:
             process.kill()
             process.wait()
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

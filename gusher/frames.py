@@ -105,7 +105,7 @@ class Close:
     reason: str
 
 
-Event = Union[TextMessage, BinaryMessage, Ping, Pong, Close]
+Event = Union[TextMessage, BinaryMessage, Ping, Pong, Close]  # noqa: UP007 - a runtime alias on 3.10
 
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:
@@ -142,7 +142,7 @@ class FrameReader:
     `ProtocolError` with the close code RFC 6455 prescribes.
     """
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_size", "_fragment_opcode", "max_message_size")
+    __slots__ = ("_buffer", "_fragment_opcode", "_fragments", "_fragments_size", "max_message_size")
 
     def __init__(self, max_message_size: int) -> None:
         self.max_message_size = max_message_size
@@ -218,9 +218,7 @@ class FrameReader:
         if opcode != OP_CONTINUATION and self._fragments is not None:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message before the last one ended")
         if self._fragments_size + length > self.max_message_size:
-            raise ProtocolError(
-                CLOSE_MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes"
-            )
+            raise ProtocolError(CLOSE_MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes")
 
     def _complete(self, opcode: int, fin: int, payload: bytes) -> Event | None:
         """Turn one frame into an event, assembling fragmented messages."""

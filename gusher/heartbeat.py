@@ -15,7 +15,8 @@ import os
 import platform
 import socket
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import gevent
 import orjson
@@ -52,14 +53,18 @@ def merge_workers(
         The merged entry (None when no worker is alive) and the fields of dead
         workers, to prune.
     """
-    live, dead = [], []
+    live: list[dict[str, Any]] = []
+    dead: list[bytes] = []
     for field, raw in fields.items():
         try:
             report = orjson.loads(raw)
             fresh = now - float(report["update_time"]) <= dead_after
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             fresh = False
-        (live if fresh else dead).append(report if fresh else field)
+        if fresh:
+            live.append(report)
+        else:
+            dead.append(field)
     if not live:
         return None, dead
     newest = max(live, key=lambda r: r["update_time"])
@@ -84,13 +89,14 @@ def slave_infos(client: redis.Redis, interval: float) -> dict[str, dict[str, Any
     dead_after = interval * DEAD_AFTER_INTERVALS
     with backend():
         client.zremrangebyscore(SLAVES_INDEX, "-inf", now - dead_after)
-        slave_ids = [s.decode() for s in client.zrange(SLAVES_INDEX, 0, -1)]
+        members = cast(list[bytes], client.zrange(SLAVES_INDEX, 0, -1))
+        slave_ids = [member.decode() for member in members]
         pipe = client.pipeline(transaction=False)
         for slave_id in slave_ids:
             pipe.hgetall(slave_key(slave_id))
         reports = pipe.execute()
     infos = {}
-    for slave_id, fields in zip(slave_ids, reports):
+    for slave_id, fields in zip(slave_ids, reports, strict=True):
         entry, _ = merge_workers(fields, now, dead_after)
         if entry is not None:
             infos[slave_id] = entry
@@ -100,8 +106,9 @@ def slave_infos(client: redis.Redis, interval: float) -> dict[str, dict[str, Any
 class Heartbeat:
     """Publishes one slave worker's stats every interval."""
 
-    def __init__(self, settings: Settings, client: redis.Redis,
-                 stats: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self, settings: Settings, client: redis.Redis, stats: Callable[[], Mapping[str, int]]
+    ) -> None:
         self.settings = settings
         self.client = client
         self.stats = stats
@@ -145,7 +152,8 @@ class Heartbeat:
             self._prune(key, interval * DEAD_AFTER_INTERVALS)
 
     def _prune(self, key: str, dead_after: float) -> None:
-        _, dead = merge_workers(self.client.hgetall(key), time.time(), dead_after)
+        fields = cast(Mapping[bytes, bytes], self.client.hgetall(key))
+        _, dead = merge_workers(fields, time.time(), dead_after)
         if dead:
             self.client.hdel(key, *dead)
 
@@ -177,4 +185,3 @@ class Heartbeat:
             except Exception as exc:  # Redis down: keep trying, say so once per beat
                 log.warning("heartbeat failed: %s", exc)
             gevent.sleep(self.settings.heartbeat_interval)
-

@@ -120,7 +120,9 @@ class Hub:
         elif isinstance(event, frames.Close):
             conn.on_close_frame(event)
         elif isinstance(event, frames.BinaryMessage):
-            conn.send(frames.encode_text(protocol.error_event("binary frames are not supported; send JSON text")))
+            conn.send(
+                frames.encode_text(protocol.error_event("binary frames are not supported; send JSON text"))
+            )
         # Pong: last_heard is already updated by the read itself.
 
     def _take_command_token(self, conn: Connection) -> bool:

@@ -103,7 +103,7 @@ def push_malformed(rest: str) -> Any:
     """Pushes whose path lacks a part: say which."""
     parts = rest.split("/")
     names = ("app_key", "channel", "event")
-    for name, part in zip(names, parts + [""] * 3):
+    for name, part in zip(names, [*parts, "", "", ""][:3], strict=True):
         if not part:
             raise RequestError(f"{name} is empty")
     raise RequestError("push path must be /api/push/{app_key}/{channel}/{event}")
@@ -133,8 +133,12 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["gusher.redis"] = apps.connect_redis(settings)
     app.register_blueprint(api)
     # In a thread (a greenlet under gunicorn): a slow or absent Redis must not delay start.
-    threading.Thread(target=_log_open_apps, args=(app.extensions["gusher.redis"], settings),
-                     name="gusher-open-apps", daemon=True).start()
+    threading.Thread(
+        target=_log_open_apps,
+        args=(app.extensions["gusher.redis"], settings),
+        name="gusher-open-apps",
+        daemon=True,
+    ).start()
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -91,7 +91,7 @@ def error_event(reason: str) -> bytes:
 def _echoable_id(data: dict[str, Any]) -> Any:
     """The request id to echo: a short string or number; `""` when absent."""
     value = data.get("id", "")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)) and value is not None:
+    if isinstance(value, bool) or (not isinstance(value, (str, int, float)) and value is not None):
         return None
     if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
         return None
@@ -129,7 +129,7 @@ def parse_command(text: bytes) -> Command:
     reply_channel = channel if isinstance(channel, str) and len(channel) <= 200 else ""
     failure = Command(event, request_id, reply_channel)
     if request_id is None:
-        raise CommandError("bad id", failure.failed(f"'id' must be a string or number"))
+        raise CommandError("bad id", failure.failed("'id' must be a string or number"))
     if not isinstance(channel, str):
         raise CommandError("bad channel", failure.failed("'channel' must be a string"))
     try:

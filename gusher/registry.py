@@ -10,7 +10,8 @@ iterates it without copying, and may yield mid-way while the registry changes.
 
 from __future__ import annotations
 
-from typing import Generic, Hashable, Iterable, TypeVar
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
 
 from gusher.keys import is_internal
 from gusher.patterns import ChannelRules

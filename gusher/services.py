@@ -38,8 +38,12 @@ class SlaveServices:
         self.authenticator = Authenticator(
             settings.webhook_timeout, settings.webhook_max_body, settings.webhook_concurrency
         )
-        self.bus = Bus(settings.redis_url, self._on_messages, self._on_ready,
-                       ping_every=min(5.0, settings.heartbeat_interval))
+        self.bus = Bus(
+            settings.redis_url,
+            self._on_messages,
+            self._on_ready,
+            ping_every=min(5.0, settings.heartbeat_interval),
+        )
         self.hub = Hub(settings, self.bus)
         self.heartbeat = Heartbeat(settings, self.redis, self.stats)
         self.presence = Presence(settings.heartbeat_interval, self.redis, self.hub)

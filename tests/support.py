@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class GunicornProcess:
     """One gunicorn server of a role, on a free port, with its log kept."""
 
-    def __init__(self, role: str, redis_addr: str, workers: int = 2, port: int | None = None,
-                 **settings: Any) -> None:
+    def __init__(
+        self, role: str, redis_addr: str, workers: int = 2, port: int | None = None, **settings: Any
+    ) -> None:
         self.role = role
         self.port = port or free_port()
         self.workers = workers
@@ -61,11 +62,14 @@ class GunicornProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, wait_ready: bool = True) -> "GunicornProcess":
+    def start(self, wait_ready: bool = True) -> GunicornProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), f"wsgi_{self.role}:app"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         wait_for_port("127.0.0.1", self.port, 30)
@@ -122,10 +126,10 @@ class _WebhookHandler(BaseHTTPRequestHandler):
     - `huge` → 200 with a 5 MB body
     """
 
-    server: "Webhook"  # type: ignore[assignment]
+    server: Webhook  # type: ignore[assignment]
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = urllib.parse.parse_qs(self.rfile.read(length).decode())
         self.server.requests.append({"path": self.path, "form": form, "headers": dict(self.headers)})
@@ -205,14 +209,16 @@ def allow(user: str, *channels: str) -> str:
 class Client:
     """A WebSocket client speaking gusher's protocol (websocket-client underneath)."""
 
-    def __init__(self, base_ws_url: str, app_key: str, auth: str | None, timeout: float = 5.0,
-                 **options: Any) -> None:
+    def __init__(
+        self, base_ws_url: str, app_key: str, auth: str | None, timeout: float = 5.0, **options: Any
+    ) -> None:
         query = "" if auth is None else "?" + urllib.parse.urlencode({"auth": auth})
         # websocket-client validates UTF-8 in pure Python (a few MB/s) unless told not to;
         # without this, the test client, not gusher, is the bottleneck of every bulk test.
         options.setdefault("skip_utf8_validation", True)
-        self.ws = websocket.create_connection(f"{base_ws_url}/ws/{app_key}{query}", timeout=timeout,
-                                              **options)
+        self.ws = websocket.create_connection(
+            f"{base_ws_url}/ws/{app_key}{query}", timeout=timeout, **options
+        )
 
     def send_json(self, message: Any) -> None:
         self.ws.send(json.dumps(message))
@@ -254,9 +260,12 @@ class Client:
             pass
 
 
-def push(master_url: str, app_key: str, channel: str, event: str, data: str, **kwargs: Any) -> requests.Response:
-    return requests.post(f"{master_url}/api/push/{app_key}/{channel}/{event}", params={"data": data},
-                         timeout=5, **kwargs)
+def push(
+    master_url: str, app_key: str, channel: str, event: str, data: str, **kwargs: Any
+) -> requests.Response:
+    return requests.post(
+        f"{master_url}/api/push/{app_key}/{channel}/{event}", params={"data": data}, timeout=5, **kwargs
+    )
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:

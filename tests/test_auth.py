@@ -11,14 +11,23 @@ from gusher.errors import WebhookError
 def test_valid_answer() -> None:
     """{"user_id", "channels"} becomes an Identity."""
     assert parse_webhook_answer(b'{"user_id": "BlackJack", "channels": ["a", "b"]}') == Identity(
-        "BlackJack", frozenset({"a", "b"}))
+        "BlackJack", frozenset({"a", "b"})
+    )
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"nope", b"[]", b'{"user_id": "u"}', b'{"user_id": "u", "channels": "a"}',
-     b'{"user_id": "u", "channels": [1]}', b'{"user_id": "u", "channels": []}', b'{"user_id": "u", "channels": [""]}',
-     b'{"user_id": [], "channels": ["a"]}'],
+    [
+        b"",
+        b"nope",
+        b"[]",
+        b'{"user_id": "u"}',
+        b'{"user_id": "u", "channels": "a"}',
+        b'{"user_id": "u", "channels": [1]}',
+        b'{"user_id": "u", "channels": []}',
+        b'{"user_id": "u", "channels": [""]}',
+        b'{"user_id": [], "channels": ["a"]}',
+    ],
 )
 def test_unusable_answers_are_refused(body: bytes) -> None:
     """Anything but a JSON object with a non-empty list of channel names is a WebhookError."""

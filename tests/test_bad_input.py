@@ -24,17 +24,41 @@ ERROR_EVENT_CASES = [
     ('{"event": 5}', "'event' must be a string", "gusher.error"),
     ('{"event": "gusher.nope", "data": {}}', "unknown event", "gusher.error"),
     ('{"event": "gusher.subscribe", "data": "c"}', "must be an object", "gusher.error"),
-    ('{"event": "gusher.subscribe", "data": {"id": "1"}}', "'channel' must be a string", "gusher.subscribe_error"),
-    ('{"event": "gusher.subscribe", "data": {"id": "1", "channel": 5}}', "'channel' must be a string",
-     "gusher.subscribe_error"),
-    ('{"event": "gusher.subscribe", "data": {"id": "1", "channel": ""}}', "channel is empty", "gusher.subscribe_error"),
-    ('{"event": "gusher.subscribe", "data": {"id": "1", "channel": "a\\u0001b"}}', "control characters",
-     "gusher.subscribe_error"),
-    ('{"event": "gusher.subscribe", "data": {"id": "1", "channel": "' + "c" * 300 + '"}}', "longer than",
-     "gusher.subscribe_error"),
-    ('{"event": "gusher.subscribe", "data": {"id": {"x": 1}, "channel": "c"}}', "'id'", "gusher.subscribe_error"),
-    ('{"event": "gusher.unsubscribe", "data": {"id": "1", "channel": []}}', "'channel' must be a string",
-     "gusher.unsubscribe_error"),
+    (
+        '{"event": "gusher.subscribe", "data": {"id": "1"}}',
+        "'channel' must be a string",
+        "gusher.subscribe_error",
+    ),
+    (
+        '{"event": "gusher.subscribe", "data": {"id": "1", "channel": 5}}',
+        "'channel' must be a string",
+        "gusher.subscribe_error",
+    ),
+    (
+        '{"event": "gusher.subscribe", "data": {"id": "1", "channel": ""}}',
+        "channel is empty",
+        "gusher.subscribe_error",
+    ),
+    (
+        '{"event": "gusher.subscribe", "data": {"id": "1", "channel": "a\\u0001b"}}',
+        "control characters",
+        "gusher.subscribe_error",
+    ),
+    (
+        '{"event": "gusher.subscribe", "data": {"id": "1", "channel": "' + "c" * 300 + '"}}',
+        "longer than",
+        "gusher.subscribe_error",
+    ),
+    (
+        '{"event": "gusher.subscribe", "data": {"id": {"x": 1}, "channel": "c"}}',
+        "'id'",
+        "gusher.subscribe_error",
+    ),
+    (
+        '{"event": "gusher.unsubscribe", "data": {"id": "1", "channel": []}}',
+        "'channel' must be a string",
+        "gusher.unsubscribe_error",
+    ),
 ]
 
 
@@ -78,14 +102,20 @@ def _frame(opcode: int, data: bytes, fin: int = 1, rsv1: int = 0, mask: int = 1)
 CLOSE_CASES = [
     ("invalid utf-8 text", [_frame(ABNF.OPCODE_TEXT, b"\xff\xfe")], 1007),
     ("over max message size", [_frame(ABNF.OPCODE_TEXT, b"x" * 70000)], 1009),
-    ("fragments over max size", [_frame(ABNF.OPCODE_TEXT, b"x" * 40000, fin=0),
-                                 _frame(ABNF.OPCODE_CONT, b"x" * 40000)], 1009),
+    (
+        "fragments over max size",
+        [_frame(ABNF.OPCODE_TEXT, b"x" * 40000, fin=0), _frame(ABNF.OPCODE_CONT, b"x" * 40000)],
+        1009,
+    ),
     ("unmasked frame", [_frame(ABNF.OPCODE_TEXT, b"{}", mask=0)], 1002),
     ("reserved bit", [_frame(ABNF.OPCODE_TEXT, b"{}", rsv1=1)], 1002),
     ("unknown opcode", [bytes((0x83, 0x80)) + b"mask"], 1002),
     ("continuation without start", [_frame(ABNF.OPCODE_CONT, b"x")], 1002),
-    ("new message inside a fragmented one", [_frame(ABNF.OPCODE_TEXT, b"{", fin=0),
-                                             _frame(ABNF.OPCODE_TEXT, b"}")], 1002),
+    (
+        "new message inside a fragmented one",
+        [_frame(ABNF.OPCODE_TEXT, b"{", fin=0), _frame(ABNF.OPCODE_TEXT, b"}")],
+        1002,
+    ),
     ("fragmented ping", [_frame(ABNF.OPCODE_PING, b"x", fin=0)], 1002),
     ("oversized ping", [_frame(ABNF.OPCODE_PING, b"x" * 126)], 1002),
     ("bad close code", [_frame(ABNF.OPCODE_CLOSE, (999).to_bytes(2, "big"))], 1002),
@@ -93,7 +123,9 @@ CLOSE_CASES = [
 
 
 @pytest.mark.parametrize("name, frames, code", CLOSE_CASES, ids=[c[0] for c in CLOSE_CASES])
-def test_protocol_violations_close_with_the_rfc_code(slave, app_key, bystander, clients, name, frames, code) -> None:
+def test_protocol_violations_close_with_the_rfc_code(
+    slave, app_key, bystander, clients, name, frames, code
+) -> None:
     """RFC 6455 violations and oversized messages close with the prescribed code and a reason."""
     client = Client(slave.ws_url, app_key, allow("u", "c"))
     clients.append(client)
@@ -148,7 +180,7 @@ def test_subscription_limit(slave, app_key, bystander, clients) -> None:
 
 def test_abrupt_disconnects_harm_nobody(slave, app_key, bystander) -> None:
     """Clients that vanish mid-frame or without a Close leave the worker serving."""
-    for cut in range(5):
+    for _ in range(5):
         client = Client(slave.ws_url, app_key, allow("u", "c"))
         client.subscribe("c")
         raw = client.ws.sock

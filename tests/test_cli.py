@@ -20,10 +20,20 @@ def test_up_runs_a_working_demo(tmp_path) -> None:
     """`gusher up` with no REDIS_ADDR: embedded Redis, demo app, master, slave, and a working curl line."""
     master_port, slave_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_ADDR"}
-    env.update(MASTER_API_LISTEN=f"127.0.0.1:{master_port}", API_LISTEN=f"127.0.0.1:{slave_port}",
-               GUSHER_ENV_FILE=str(tmp_path / "none.env"), PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "gusher.cli", "up"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env.update(
+        MASTER_API_LISTEN=f"127.0.0.1:{master_port}",
+        API_LISTEN=f"127.0.0.1:{slave_port}",
+        GUSHER_ENV_FILE=str(tmp_path / "none.env"),
+        PYTHONUNBUFFERED="1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gusher.cli", "up"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -45,7 +55,7 @@ def test_up_runs_a_working_demo(tmp_path) -> None:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     for port in (master_port, slave_port):  # everything it started is gone
-        wait_until(lambda: not _listening(port), 10)
+        wait_until(lambda port=port: not _listening(port), 10)
 
 
 def _listening(port: int) -> bool:
@@ -60,11 +70,19 @@ def test_master_command_reads_the_seed_env_flag(tmp_path, redis_server, app_key)
     """`gusher -env FILE master` starts the master configured by that .env file."""
     port = free_port()
     env_file = tmp_path / "custom.env"
-    env_file.write_text(f"REDIS_ADDR={redis_server.addr}\nMASTER_API_LISTEN=127.0.0.1:{port}\n"
-                        "GUSHER_MASTER_WORKERS=1\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_ADDR", "MASTER_API_LISTEN", "GUSHER_ENV_FILE")}
-    process = subprocess.Popen([sys.executable, "-m", "gusher.cli", "-env", str(env_file), "master"],
-                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env_file.write_text(
+        f"REDIS_ADDR={redis_server.addr}\nMASTER_API_LISTEN=127.0.0.1:{port}\nGUSHER_MASTER_WORKERS=1\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_ADDR", "MASTER_API_LISTEN", "GUSHER_ENV_FILE")
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gusher.cli", "-env", str(env_file), "master"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port("127.0.0.1", port, 30)
         response = requests.get(f"http://127.0.0.1:{port}/api/check/{app_key}", timeout=5)

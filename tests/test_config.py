@@ -11,8 +11,10 @@ from gusher.errors import ConfigError
 def test_seed_names_and_environment_precedence(tmp_path) -> None:
     """.env supplies seed settings; the environment wins over it."""
     env_file = tmp_path / ".env"
-    env_file.write_text("REDIS_ADDR=10.0.0.5:6380\nAPI_LISTEN=:9000\nRETURN_SERVERINFO_INTERVAL=7\n"
-                        "GUSHER_MAX_PENDING_BYTES=1234\n")
+    env_file.write_text(
+        "REDIS_ADDR=10.0.0.5:6380\nAPI_LISTEN=:9000\nRETURN_SERVERINFO_INTERVAL=7\n"
+        "GUSHER_MAX_PENDING_BYTES=1234\n"
+    )
     settings = load_settings(str(env_file), environ={"API_LISTEN": ":9100"})
     assert settings.redis_url == "redis://10.0.0.5:6380/0"
     assert settings.api_listen == ":9100"

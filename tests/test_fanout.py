@@ -24,22 +24,32 @@ def worker_connections(redis_client: redis_lib.Redis, slave: GunicornProcess) ->
     return {}
 
 
-def open_on_every_worker(slave: GunicornProcess, app_key: str, auth: str, redis_client, clients) -> list[Client]:
+def open_on_every_worker(
+    slave: GunicornProcess, app_key: str, auth: str, redis_client, clients
+) -> list[Client]:
     """Open clients until the heartbeats show each worker holding some (kernel spreads accepts)."""
     opened: list[Client] = []
-    for batch in range(20):
+    for _ in range(20):
         for _ in range(10):
             client = Client(slave.ws_url, app_key, auth)
             clients.append(client)
             opened.append(client)
-        counts = wait_until(lambda: worker_connections(redis_client, slave) if
-                            sum(worker_connections(redis_client, slave).values()) >= len(opened) else None, 5)
+        counts = wait_until(
+            lambda: (
+                worker_connections(redis_client, slave)
+                if sum(worker_connections(redis_client, slave).values()) >= len(opened)
+                else None
+            ),
+            5,
+        )
         if len([c for c in counts.values() if c > 0]) >= slave.workers:
             return opened
     raise AssertionError("connections never reached every worker")
 
 
-def test_every_worker_delivers_with_one_redis_subscription_each(slave, master, app_key, redis_client, clients) -> None:
+def test_every_worker_delivers_with_one_redis_subscription_each(
+    slave, master, app_key, redis_client, clients
+) -> None:
     """Clients spread over 2 workers all get a push; Redis sees one subscriber per worker, not per client."""
     channel = "all"
     group = open_on_every_worker(slave, app_key, allow("u", channel), redis_client, clients)

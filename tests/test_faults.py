@@ -126,12 +126,13 @@ def test_killed_worker_leaves_the_other_worker_serving(redis_server, master, app
 
 
 def test_slow_consumer_is_cut_off_without_slowing_others(redis_server, webhook) -> None:
-    """A client that stops reading is closed once its pending output passes the bound; others get everything."""
+    """A client that stops reading is closed past the output bound; others get everything."""
     app_key = make_app(redis_server, webhook)
     slave = GunicornProcess("slave", redis_server.addr, workers=1, max_pending_bytes=262144).start()
     try:
-        stuck = Client(slave.ws_url, app_key, allow("u", "flood"),
-                       sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+        stuck = Client(
+            slave.ws_url, app_key, allow("u", "flood"), sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]
+        )
         stuck.subscribe("flood")
         reader = Client(slave.ws_url, app_key, allow("u", "flood"))
         reader.subscribe("flood")

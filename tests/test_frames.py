@@ -128,6 +128,8 @@ def test_control_frames_interleave_with_fragments() -> None:
 
 def test_close_frame_ends_the_stream() -> None:
     """Bytes after a Close frame are ignored; codes and reasons are decoded."""
-    wire = client_frame(frames.OP_CLOSE, (1000).to_bytes(2, "big") + b"bye") + client_frame(frames.OP_TEXT, b"x")
+    wire = client_frame(frames.OP_CLOSE, (1000).to_bytes(2, "big") + b"bye") + client_frame(
+        frames.OP_TEXT, b"x"
+    )
     assert frames.FrameReader(1024).feed(wire) == [frames.Close(1000, "bye")]
     assert frames.FrameReader(1024).feed(client_frame(frames.OP_CLOSE, b"")) == [frames.Close(1005, "")]

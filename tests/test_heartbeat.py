@@ -13,8 +13,16 @@ from gusher.heartbeat import merge_workers
 from tests.support import Client, GunicornProcess, allow, wait_until
 
 SEED_FIELDS = {
-    "ip": str, "local_listen": str, "version": str, "runtime_version": str, "cpu": int,
-    "usage-memory": int, "goroutines": int, "connections": int, "send_interval": str, "update_time": int,
+    "ip": str,
+    "local_listen": str,
+    "version": str,
+    "runtime_version": str,
+    "cpu": int,
+    "usage-memory": int,
+    "goroutines": int,
+    "connections": int,
+    "send_interval": str,
+    "update_time": int,
 }
 
 
@@ -35,7 +43,7 @@ def own_slave(redis_server):
 
 
 def test_slaveinfos_has_the_seed_shape(master, own_slave, app_key, clients) -> None:
-    """Each live slave is listed as `{ip}@{port}` with every seed field, of the seed's type, summed over workers."""
+    """Each live slave is `{ip}@{port}` with every seed field, of the seed's type, summed over workers."""
     slave = own_slave
     for _ in range(3):
         clients.append(Client(slave.ws_url, app_key, allow("u", "c")))
@@ -51,7 +59,7 @@ def test_slaveinfos_has_the_seed_shape(master, own_slave, app_key, clients) -> N
 
 
 def test_killed_worker_disappears_and_clean_stop_removes_at_once(redis_server, master, app_key) -> None:
-    """SIGKILL of a worker drops its connections within 3 intervals; SIGTERM of the slave removes it at once."""
+    """SIGKILL of a worker drops its connections within 3 intervals; SIGTERM removes the slave at once."""
     slave = GunicornProcess("slave", redis_server.addr, workers=2).start()
     try:
         clients = [Client(slave.ws_url, app_key, allow("u", "c")) for _ in range(12)]
@@ -72,14 +80,26 @@ def test_killed_worker_disappears_and_clean_stop_removes_at_once(redis_server, m
 def test_merge_workers_sums_live_and_reports_dead() -> None:
     """Pure merge: live workers are summed, stale or broken reports are returned for pruning."""
     now = 1000.0
-    base = {"ip": "10.0.0.1", "local_listen": ":8000", "version": "v", "runtime_version": "r", "cpu": 2,
-            "send_interval": "5"}
+    base = {
+        "ip": "10.0.0.1",
+        "local_listen": ":8000",
+        "version": "v",
+        "runtime_version": "r",
+        "cpu": 2,
+        "send_interval": "5",
+    }
     import orjson
 
     fields = {
-        b"w1": orjson.dumps({**base, "usage-memory": 10, "goroutines": 3, "connections": 4, "update_time": 999}),
-        b"w2": orjson.dumps({**base, "usage-memory": 5, "goroutines": 2, "connections": 1, "update_time": 998}),
-        b"w3": orjson.dumps({**base, "usage-memory": 7, "goroutines": 9, "connections": 9, "update_time": 900}),
+        b"w1": orjson.dumps(
+            {**base, "usage-memory": 10, "goroutines": 3, "connections": 4, "update_time": 999}
+        ),
+        b"w2": orjson.dumps(
+            {**base, "usage-memory": 5, "goroutines": 2, "connections": 1, "update_time": 998}
+        ),
+        b"w3": orjson.dumps(
+            {**base, "usage-memory": 7, "goroutines": 9, "connections": 9, "update_time": 900}
+        ),
         b"w4": b"not json",
     }
     entry, dead = merge_workers(fields, now, 15)

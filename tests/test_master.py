@@ -18,7 +18,9 @@ def test_check_existing_app(master: GunicornProcess, app_key: str) -> None:
     assert response.json() == {"app_key": app_key}
 
 
-@pytest.mark.parametrize("path", ["/api/check/no-such-app", "/api/check/", "/api/check/a@b", "/api/check/" + "x" * 300])
+@pytest.mark.parametrize(
+    "path", ["/api/check/no-such-app", "/api/check/", "/api/check/a@b", "/api/check/" + "x" * 300]
+)
 def test_check_refuses_unknown_or_malformed_apps(master: GunicornProcess, path: str) -> None:
     """Unknown, empty, '@'-holding or absurdly long app keys get 400 with a JSON reason."""
     response = requests.get(master.url + path, timeout=5)
@@ -26,7 +28,9 @@ def test_check_refuses_unknown_or_malformed_apps(master: GunicornProcess, path: 
     assert response.json()["error"]
 
 
-def test_check_app_without_url_field_is_unknown(master: GunicornProcess, redis_client: redis_lib.Redis) -> None:
+def test_check_app_without_url_field_is_unknown(
+    master: GunicornProcess, redis_client: redis_lib.Redis
+) -> None:
     """An app exists only if its hash has the `url` field."""
     redis_client.hset("only-secret-app", "secret", "s")
     assert requests.get(f"{master.url}/api/check/only-secret-app", timeout=5).status_code == 400
@@ -81,7 +85,9 @@ def test_data_stays_a_string_even_when_it_looks_like_json(master: GunicornProces
         ("/api/push/APP/c%01x/e", {"data": "x"}, "control"),
     ],
 )
-def test_push_refusals(master: GunicornProcess, app_key: str, path: str, params: dict, reason_part: str) -> None:
+def test_push_refusals(
+    master: GunicornProcess, app_key: str, path: str, params: dict, reason_part: str
+) -> None:
     """Each malformed push gets 400 and a JSON reason naming the problem."""
     response = requests.post(master.url + path.replace("APP", app_key), params=params, timeout=5)
     assert response.status_code == 400, response.text
@@ -90,7 +96,9 @@ def test_push_refusals(master: GunicornProcess, app_key: str, path: str, params:
 
 def test_push_over_the_size_limit_is_413(master: GunicornProcess, app_key: str) -> None:
     """A push body over GUSHER_MAX_PUSH_BYTES is refused with 413."""
-    response = requests.post(f"{master.url}/api/push/{app_key}/c/e", data={"data": "x" * 2_000_000}, timeout=10)
+    response = requests.post(
+        f"{master.url}/api/push/{app_key}/c/e", data={"data": "x" * 2_000_000}, timeout=10
+    )
     assert response.status_code == 413
     assert "error" in response.json()
 
@@ -116,7 +124,9 @@ def test_push_with_non_utf8_query_is_refused(master: GunicornProcess, app_key: s
 
 def test_push_accepts_multipart_forms(master: GunicornProcess, app_key: str) -> None:
     """`curl -F data=...` (multipart) works like an urlencoded form."""
-    response = requests.post(f"{master.url}/api/push/{app_key}/c/e", files={"data": (None, "multi")}, timeout=5)
+    response = requests.post(
+        f"{master.url}/api/push/{app_key}/c/e", files={"data": (None, "multi")}, timeout=5
+    )
     assert response.status_code == 200
     assert response.json()["data"] == "multi"
 

@@ -58,8 +58,11 @@ class Nginx:
         (self.dir / "gusher.conf").write_text(site)
         (self.dir / "nginx.conf").write_text(MAIN_CONF.format(dir=self.dir))
         assert NGINX is not None, "nginx is required in CI"
-        self.process = subprocess.Popen([NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [NGINX, "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         wait_for_port("127.0.0.1", self.port, 10)
 
     def stop(self) -> None:
@@ -73,7 +76,9 @@ class Nginx:
 
 @pytest.fixture
 def deployment(redis_server, master) -> Iterator[tuple[Nginx, list[GunicornProcess]]]:
-    slaves = [GunicornProcess("slave", redis_server.addr, workers=1, ping_interval=1).start() for _ in range(2)]
+    slaves = [
+        GunicornProcess("slave", redis_server.addr, workers=1, ping_interval=1).start() for _ in range(2)
+    ]
     proxy = Nginx([s.port for s in slaves], master.port, read_timeout=3)
     yield proxy, slaves
     proxy.stop()
@@ -86,8 +91,9 @@ def test_websockets_and_pushes_through_nginx(deployment, master, app_key) -> Non
     proxy, _ = deployment
     client = Client(f"ws://127.0.0.1:{proxy.port}", app_key, allow("u", "c"))
     assert client.subscribe("c")["event"] == "gusher.subscribe_succeeded"
-    response = requests.post(f"http://127.0.0.1:{proxy.port}/api/push/{app_key}/c/e", params={"data": "via-nginx"},
-                             timeout=5)
+    response = requests.post(
+        f"http://127.0.0.1:{proxy.port}/api/push/{app_key}/c/e", params={"data": "via-nginx"}, timeout=5
+    )
     assert response.status_code == 200
     assert client.recv_json()["data"] == "via-nginx"
     client.close()

@@ -17,9 +17,13 @@ def test_parse_subscribe() -> None:
     command = protocol.parse_command(b'{"event":"gusher.subscribe","data":{"id":"7","channel":"news"}}')
     assert command == protocol.Command("gusher.subscribe", "7", "news")
     assert orjson.loads(command.succeeded()) == {
-        "event": "gusher.subscribe_succeeded", "data": {"id": "7", "channel": "news"}}
+        "event": "gusher.subscribe_succeeded",
+        "data": {"id": "7", "channel": "news"},
+    }
     assert orjson.loads(command.failed("why")) == {
-        "event": "gusher.subscribe_error", "data": {"id": "7", "channel": "news", "reason": "why"}}
+        "event": "gusher.subscribe_error",
+        "data": {"id": "7", "channel": "news", "reason": "why"},
+    }
 
 
 def test_missing_id_is_echoed_as_empty_string() -> None:
@@ -35,17 +39,25 @@ def test_common_message_keeps_seed_key_order() -> None:
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
-@given(st.one_of(
-    st.binary(max_size=200),
-    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({"event": st.sampled_from(["gusher.subscribe", "gusher.unsubscribe", "gusher.ping", "x"]),
-                           "data": JSON_VALUES}).map(lambda v: json.dumps(v).encode()),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {
+                "event": st.sampled_from(["gusher.subscribe", "gusher.unsubscribe", "gusher.ping", "x"]),
+                "data": JSON_VALUES,
+            }
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
 @settings(max_examples=500, deadline=None)
 def test_any_input_yields_a_command_or_a_valid_error_reply(text: bytes) -> None:
     """Property: every input parses or raises CommandError carrying a well-formed reply event."""

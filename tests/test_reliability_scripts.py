@@ -10,8 +10,13 @@ from tests.support import ROOT
 
 
 def run_script(name: str, *args: str, timeout: float = 240) -> dict:
-    result = subprocess.run([sys.executable, str(ROOT / "reliability" / name), *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "reliability" / name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.returncode == 0, summary
     return summary

@@ -527,7 +527,11 @@ def test_gusher_sign_curl_lines_send_exactly_what_was_signed(master, secured_app
     url = f"{master.url}/api/push/{secured_app}/{channel}/e"
     line = subprocess.run(
         [sys.executable, "-m", "gusher.cli", "sign", "--secret", SECRET, "--form", body, url],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=30,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     ).stdout.strip()
     result = subprocess.run(
         [*shlex.split(line), "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=30

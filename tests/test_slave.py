@@ -11,7 +11,7 @@ import pytest
 import redis as redis_lib
 import websocket
 
-from tests.support import Client, GunicornProcess, Webhook, allow, push, wait_until
+from tests.support import Client, GunicornProcess, Webhook, allow, push
 
 
 def connect(slave: GunicornProcess, app_key: str, auth: str | None, clients: list[Client]) -> Client:
@@ -106,8 +106,11 @@ def test_malformed_handshakes_are_refused(slave, app_key, header, value, status)
     """Bad Sec-WebSocket-Version / -Key are refused before any webhook call."""
     sock = socket.create_connection(("127.0.0.1", slave.port), timeout=5)
     headers = {
-        "Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+        "Host": "x",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
     }
     headers[header] = value
     request = f"GET /ws/{app_key}?auth={allow('u', 'c')} HTTP/1.1\r\n"
@@ -127,8 +130,12 @@ def test_malformed_handshakes_are_refused(slave, app_key, header, value, status)
 
 def test_compression_is_never_negotiated(slave, app_key, clients) -> None:
     """permessage-deflate offers are declined (FACTS: +95 KB per connection)."""
-    client = Client(slave.ws_url, app_key, allow("u", "c"),
-                    header=["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"])
+    client = Client(
+        slave.ws_url,
+        app_key,
+        allow("u", "c"),
+        header=["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"],
+    )
     clients.append(client)
     assert "sec-websocket-extensions" not in {k.lower() for k in client.ws.getheaders()}
     assert client.subscribe("c")["event"] == "gusher.subscribe_succeeded"
@@ -149,7 +156,10 @@ def test_plain_http_get_on_the_ws_route_is_a_json_400(slave, app_key) -> None:
 def test_subscribe_replies_echo_id_and_channel(slave, app_key, clients) -> None:
     """subscribe_succeeded / _error and unsubscribe_succeeded / _error echo {id, channel}."""
     client = connect(slave, app_key, allow("u", "a", "b"), clients)
-    assert client.subscribe("a", "r1") == {"event": "gusher.subscribe_succeeded", "data": {"id": "r1", "channel": "a"}}
+    assert client.subscribe("a", "r1") == {
+        "event": "gusher.subscribe_succeeded",
+        "data": {"id": "r1", "channel": "a"},
+    }
     again = client.subscribe("a", "r2")
     assert again["event"] == "gusher.subscribe_error"
     assert again["data"]["id"] == "r2" and again["data"]["channel"] == "a"
@@ -158,7 +168,10 @@ def test_subscribe_replies_echo_id_and_channel(slave, app_key, clients) -> None:
     assert denied["event"] == "gusher.subscribe_error"
     assert denied["data"]["id"] == 7 and denied["data"]["channel"] == "z"
     assert "not allowed" in denied["data"]["reason"]
-    assert client.unsubscribe("a", "r3") == {"event": "gusher.unsubscribe_succeeded", "data": {"id": "r3", "channel": "a"}}
+    assert client.unsubscribe("a", "r3") == {
+        "event": "gusher.unsubscribe_succeeded",
+        "data": {"id": "r3", "channel": "a"},
+    }
     missing = client.unsubscribe("a", "r4")
     assert missing["event"] == "gusher.unsubscribe_error"
     assert missing["data"]["id"] == "r4" and missing["data"]["channel"] == "a"
