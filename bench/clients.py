@@ -9,6 +9,7 @@ bounded; `stop()` always ends the processes, also after a failure.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ class Samples:
 class ClientPool:
     """K load-generator processes, addressed together."""
 
-    def __init__(self, processes: int, nice: int = 5) -> None:
+    def __init__(self, processes: int, nice: int | None = None) -> None:
+        if nice is None:  # BENCH_CLIENT_NICE: how far the generator steps back from the servers
+            nice = int(os.environ.get("BENCH_CLIENT_NICE", "5"))
         self.pipes: list[Any] = []
         self.procs: list[Any] = []
         for _ in range(processes):
