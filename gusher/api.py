@@ -17,28 +17,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 
 from gusher import apps, presence, pushes, security
-from gusher.config import Settings
 from gusher.errors import PayloadTooLarge
 from gusher.keys import check_name
-from gusher.master import authorized_app
+from gusher.master import authorized_app, current_redis, current_settings
 
 ext = Blueprint("gusher_ext", __name__, url_prefix="/api")
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["gusher.settings"]
-    return settings
-
-
-def _redis() -> Any:
-    return current_app.extensions["gusher.redis"]
-
-
 def _json_body() -> dict[str, Any]:
-    limit = _settings().max_push_bytes
+    limit = current_settings().max_push_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     # Read as JSON whatever the Content-Type: `curl -d '{…}'` sends a form type.
@@ -47,7 +37,7 @@ def _json_body() -> dict[str, Any]:
 
 def _publish(publications: list[pushes.Publication]) -> None:
     with apps.backend():
-        pipe = _redis().pipeline(transaction=True)
+        pipe = current_redis().pipeline(transaction=True)
         for publication in publications:
             pipe.publish(publication.key, publication.message)
         pipe.execute()
@@ -58,7 +48,7 @@ def push_event(app_key: str) -> Any:
     """One event to every channel of `channels`: `{"channels", "event", "data"}`."""
     authorized_app(app_key)
     channels, event, data, publications = pushes.parse_event(
-        app_key, _json_body(), _settings().max_push_channels
+        app_key, _json_body(), current_settings().max_push_channels
     )
     _publish(publications)
     return jsonify(channels=channels, event=event, data=data)
@@ -68,7 +58,7 @@ def push_event(app_key: str) -> Any:
 def push_batch(app_key: str) -> Any:
     """Different events in one call: `{"batch": [{"channel", "event", "data"}, ...]}`."""
     authorized_app(app_key)
-    publications = pushes.parse_batch(app_key, _json_body(), _settings().max_batch_events)
+    publications = pushes.parse_batch(app_key, _json_body(), current_settings().max_batch_events)
     _publish(publications)
     return jsonify(published=len(publications))
 
@@ -83,9 +73,9 @@ def push_user(app_key: str, user_id: str) -> Any:
 
 
 def _listed_app(app_key: str) -> presence.AppPresence:
-    app = apps.load_app(_redis(), app_key)
-    security.authorize_listing(app, _settings())
-    return presence.read(_redis(), app_key)
+    app = apps.load_app(current_redis(), app_key)
+    security.authorize_listing(app, current_settings())
+    return presence.read(current_redis(), app_key)
 
 
 @ext.get("/apps/<app_key>/channels")
@@ -127,11 +117,11 @@ def list_users(app_key: str) -> Any:
 @ext.get("/system/apps")
 def list_apps() -> Any:
     """The apps found in Redis and how each is secured (never the secrets)."""
-    security.require_admin(_settings())
+    security.require_admin(current_settings())
     return jsonify(
         apps={
             app.key: {"secured": app.is_secured, "jwt": bool(app.jwt_key), "origins": list(app.origins)}
-            for app in apps.scan_apps(_redis())
+            for app in apps.scan_apps(current_redis())
         }
     )
 

@@ -124,18 +124,22 @@ class Connection:
             else:
                 conn.send(data)
 
+    def _send_now(self, data: bytes) -> int | None:
+        """One non-blocking `send`: bytes the kernel took, None if the peer is gone."""
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self.release()
+            return None
+
     def _write(self, data: bytes) -> None:
         if self._outbox is not None:
             self._enqueue(data)
             return
-        try:
-            sent = self._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self.release()
-            return
-        if sent < len(data):
+        sent = self._send_now(data)
+        if sent is not None and sent < len(data):
             self._enqueue(data[sent:])
 
     def _enqueue(self, data: bytes) -> None:
@@ -155,12 +159,8 @@ class Connection:
         if not outbox:
             return
         data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
-        try:
-            sent = self._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self.release()
+        sent = self._send_now(data)
+        if sent is None:
             return
         if sent < len(data):
             rest = data[sent:]

@@ -24,12 +24,14 @@ log = logging.getLogger(__name__)
 api = Blueprint("gusher_master", __name__, url_prefix="/api")
 
 
-def _settings() -> Settings:
+def current_settings() -> Settings:
+    """The settings of the app serving this request."""
     settings: Settings = current_app.extensions["gusher.settings"]
     return settings
 
 
-def _redis() -> Any:
+def current_redis() -> Any:
+    """The Redis client of the app serving this request."""
     return current_app.extensions["gusher.redis"]
 
 
@@ -40,8 +42,8 @@ def authorized_app(app_key: str) -> apps.AppConfig:
         InvalidName / UnknownApp: 400, as in the seed.
         SignatureError: 401, the app has a secret and the request is not signed with it.
     """
-    app = apps.load_app(_redis(), app_key)
-    security.authorize_app(app, _settings())
+    app = apps.load_app(current_redis(), app_key)
+    security.authorize_app(app, current_settings())
     return app
 
 
@@ -65,7 +67,7 @@ def _strict_field(encoded: bytes, name: str) -> str | None:
 
 def _data_parameter() -> Any:
     """`data` from the query string or the form body (seed, a string), or a JSON body (ext, any value)."""
-    limit = _settings().max_push_bytes
+    limit = current_settings().max_push_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     data = _strict_field(request.query_string, "data")
@@ -93,7 +95,7 @@ def push(app_key: str, channel: str, event: str) -> Any:
     data = _data_parameter()
     message = encode_message(channel, event, data)
     with apps.backend():
-        _redis().publish(pubsub_channel(app_key, channel), message)
+        current_redis().publish(pubsub_channel(app_key, channel), message)
     return current_app.response_class(message, mimetype="application/json")
 
 
@@ -112,8 +114,8 @@ def push_malformed(rest: str) -> Any:
 @api.get("/system/slaveinfos")
 def slaveinfos() -> Any:
     """Every live slave, merged over its workers (seed shape); admin token when configured."""
-    security.require_admin(_settings())
-    return jsonify(heartbeat.slave_infos(_redis(), _settings().heartbeat_interval))
+    security.require_admin(current_settings())
+    return jsonify(heartbeat.slave_infos(current_redis(), current_settings().heartbeat_interval))
 
 
 def _log_open_apps(client: Any, settings: Settings) -> None:
@@ -144,5 +146,5 @@ def init_app(app: Flask, settings: Settings) -> None:
     def healthz() -> Any:
         """Ready when Redis answers; 503 otherwise."""
         with apps.backend():
-            _redis().ping()
+            current_redis().ping()
         return jsonify(status="ok", role="master")
