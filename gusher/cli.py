@@ -64,25 +64,33 @@ def _up(args: argparse.Namespace) -> int:
     from gusher.embedded import EmbeddedRedis, free_port, wait_for_port
 
     settings = load_settings()
-    embedded = None
-    env = dict(os.environ)
-    if not settings.redis_addr:
-        embedded = EmbeddedRedis().start()
-        env["REDIS_ADDR"] = embedded.addr
-        print(f"embedded Redis-compatible server on {embedded.addr}")
-    redis_addr = env.get("REDIS_ADDR") or settings.redis_addr
-    webhook = ThreadingHTTPServer(("127.0.0.1", free_port()), _DemoWebhook)
-    threading.Thread(target=webhook.serve_forever, daemon=True).start()
-    webhook_url = f"http://127.0.0.1:{webhook.server_address[1]}/auth"
-    client = redis.Redis.from_url(load_settings(environ=env).redis_url)
-    client.hset("demo", "url", webhook_url)
-    children = [
-        subprocess.Popen(gunicorn_command(role), cwd=ROOT, env=dict(env, GUSHER_ROLE=role))
-        for role in ("master", "slave")
-    ]
     _, master_port = parse_listen(settings.master_api_listen)
     _, slave_port = parse_listen(settings.api_listen)
+    env = dict(os.environ)
+    embedded: EmbeddedRedis | None = None
+    webhook: ThreadingHTTPServer | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    # SIGTERM ends the run like Ctrl-C: through `finally`, which stops everything.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        if not settings.redis_addr:
+            embedded = EmbeddedRedis().start()
+            env["REDIS_ADDR"] = embedded.addr
+            print(f"embedded Redis-compatible server on {embedded.addr}")
+        redis_addr = env.get("REDIS_ADDR") or settings.redis_addr
+        webhook = ThreadingHTTPServer(("127.0.0.1", free_port()), _DemoWebhook)
+        threading.Thread(target=webhook.serve_forever, daemon=True).start()
+        webhook_url = f"http://127.0.0.1:{webhook.server_address[1]}/auth"
+        redis.Redis.from_url(load_settings(environ=env).redis_url).hset("demo", "url", webhook_url)
+        for role in ("master", "slave"):
+            # A session of their own: the terminal's Ctrl-C reaches only this
+            # supervisor, which then stops them gracefully (SIGTERM: clients get
+            # 1001) instead of gunicorn's quick-exit path for SIGINT.
+            children.append(
+                subprocess.Popen(
+                    gunicorn_command(role), cwd=ROOT, env=dict(env, GUSHER_ROLE=role), start_new_session=True
+                )
+            )
         wait_for_port("127.0.0.1", master_port, 30)
         wait_for_port("127.0.0.1", slave_port, 30)
         print(
@@ -93,7 +101,6 @@ def _up(args: argparse.Namespace) -> int:
             "Ctrl-C stops everything.\n",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         return 1
@@ -107,7 +114,8 @@ def _up(args: argparse.Namespace) -> int:
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
-        webhook.shutdown()
+        if webhook is not None:
+            webhook.shutdown()
         if embedded is not None:
             embedded.stop()
 

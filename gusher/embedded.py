@@ -78,7 +78,9 @@ class EmbeddedRedis:
             *self.extra_args,
         ]
         log = open(Path(self._dir) / "server.log", "ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        # Own session: a terminal's Ctrl-C must not stop Redis under the servers
+        # before they are stopped; whoever started it stops it.
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_for_port(self.host, self.port)
         return self
