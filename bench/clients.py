@@ -18,6 +18,7 @@ from typing import Any
 from bench import loadgen
 
 PER_PROCESS = 12_000  # well under the 20,000 descriptors a process may hold
+POLL_SECONDS = 0.05  # how often the runner asks the generators for their counts
 _CTX = multiprocessing.get_context("spawn")
 
 
@@ -134,10 +135,16 @@ class ClientPool:
     def open_connections(self) -> int:
         return sum(r["open"] for r in self._ask("count"))
 
-    def wait_for(self, expected: int, timeout: float, quiet: float = 0.0) -> int:
+    def wait_for(self, expected: int, timeout: float, quiet: float = 0.0, every: float = POLL_SECONDS) -> int:
         """Poll until `expected` deliveries arrived or `timeout` passed; return the count.
 
         With `quiet` > 0, also stop once the count has not moved for that long.
+        Each poll wakes the runner and every generator process, which then
+        compete with the server for the same cores while it fans out; polling
+        every few ms (as this did at first) slowed gusher's fan-out by a third,
+        while the limit wrote with the runner asleep, waiting for its answer.
+        Latency is stamped by the kernel on receipt, so a slower poll costs
+        only run time, never accuracy.
         """
         deadline = time.monotonic() + timeout
         last, last_change = -1, time.monotonic()
@@ -148,7 +155,7 @@ class ClientPool:
                 last, last_change = got, now
             if got >= expected or now > deadline or (quiet and now - last_change > quiet):
                 return got
-            time.sleep(0.005 if got else 0.002)
+            time.sleep(every)
 
     def reset(self) -> None:
         self._ask("reset")

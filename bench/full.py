@@ -10,12 +10,12 @@ import json
 import time
 from typing import Any
 
-from bench import meta, pushapi, report
+from bench import meta, pushapi, report, scenarios
 from bench.clients import ClientPool
 from bench.procs import Reaper
 from bench.run import RESULTS, log, run_system
 from bench.scenarios import Plan
-from bench.systems import GusherSystem, Infra, LimitSystem
+from bench.systems import GusherSystem, Infra, LimitSystem, workers_for
 
 # Steady publish rates are chosen per N so that the offered deliveries/s double each step.
 DELIVERY_TARGETS = (25_000, 50_000, 100_000, 200_000, 400_000, 800_000, 1_600_000)
@@ -53,11 +53,17 @@ def run(sizes: list[int], systems: list[str]) -> int:
     Reaper.add(infra.stop)
     results: dict[str, Any] = {"meta": meta.collect(), "runs": [], "api": [], "skipped": skipped}
     for n in sizes:
-        with ClientPool(ClientPool.processes_for(n)) as pool:
-            for name in systems:
-                if name in available:
-                    results["runs"].append(run_system(available[name], infra, pool, n, plan_for(n)))
-                    _save(results)
+        plan = plan_for(n)
+        with ClientPool(ClientPool.processes_for(n)) as pool, ClientPool(ClientPool.processes_for(n)) as ref_pool:
+            # One limit baseline runs beside every system at this N (scenarios.Reference).
+            reference = scenarios.start_reference(infra, ref_pool, n, workers_for(n), plan)
+            try:
+                for name in systems:
+                    if name in available:
+                        results["runs"].append(run_system(available[name], infra, pool, n, plan, reference))
+                        _save(results)
+            finally:
+                reference.system.stop()
     if pushapi.available():
         for name in ("limit", "gusher"):
             system = available[name](infra, 2)

@@ -1,9 +1,13 @@
 """Child processes the bench starts, and how their memory and CPU are measured.
 
-Every server runs in its own session (process group) so that `stop()` can
-end it with everything it forked, and every start registers the process with
-`Reaper`, which the runner unwinds in `finally` and at exit — a failed run
-leaves nothing behind.
+Every server runs in its own process group, so that `stop()` can end it with
+everything it forked, but in the runner's session. Linux's scheduler
+autogroups share the CPU between sessions first, so a server in a session of
+its own got half the machine against the load generator, whatever the
+generator's nice: gusher's workers waited in the run queue as long as they
+ran, while the limit baseline, spawned in the runner's session, barely
+waited. Every start registers the process with `Reaper`, which the runner
+unwinds in `finally` and at exit — a failed run leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -46,7 +50,12 @@ atexit.register(Reaper.run)
 
 
 class ServerProcess:
-    """A command in its own process group, with its output in a log file."""
+    """A command in its own process group, with its output in a log file.
+
+    `process_group=0` (not `start_new_session`) keeps the command in the
+    runner's session, hence in the scheduler autogroup of the limit baseline
+    and the load generator: every system meets the same competition.
+    """
 
     def __init__(
         self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
@@ -61,7 +70,7 @@ class ServerProcess:
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            process_group=0,
         )
         log.close()
         Reaper.add(self.stop)

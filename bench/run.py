@@ -30,7 +30,14 @@ def log(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def measure(system: Any, pool: ClientPool, n: int, plan: Plan, webhook_pid: int = 0) -> dict[str, Any]:
+def measure(
+    system: Any,
+    pool: ClientPool,
+    n: int,
+    plan: Plan,
+    webhook_pid: int = 0,
+    reference: scenarios.Reference | None = None,
+) -> dict[str, Any]:
     """Every connection-level scenario against one started system at one N."""
     figures: dict[str, Any] = {"system": system.name, "n": n}
     rss0 = rss_bytes(system.worker_pids())
@@ -56,7 +63,7 @@ def measure(system: Any, pool: ClientPool, n: int, plan: Plan, webhook_pid: int 
         return figures
     live = result.ready
     figures.update(scenarios.idle(system, pool, live, rss0, plan))
-    figures.update(scenarios.fanout_latency(system, pool, live, plan))
+    figures.update(scenarios.fanout_latency(system, pool, live, plan, reference=reference))
     figures.update(scenarios.fanout_bursts(system, pool, live, plan))
     if plan.sustained_rates:
         figures.update(scenarios.sustained(system, pool, live, plan))
@@ -75,12 +82,19 @@ def measure(system: Any, pool: ClientPool, n: int, plan: Plan, webhook_pid: int 
     return figures
 
 
-def run_system(factory: Any, infra: Infra, pool: ClientPool, n: int, plan: Plan) -> dict[str, Any]:
+def run_system(
+    factory: Any,
+    infra: Infra,
+    pool: ClientPool,
+    n: int,
+    plan: Plan,
+    reference: scenarios.Reference | None = None,
+) -> dict[str, Any]:
     """Start a fresh system for this N, measure it, always stop it."""
     system = factory(infra, workers_for(n))
     try:
         system.start()
-        return measure(system, pool, n, plan, infra.webhook.pid)
+        return measure(system, pool, n, plan, infra.webhook.pid, reference)
     except Exception as exc:
         log(f"{getattr(system, 'name', factory)} N={n} failed: {exc!r}\n{traceback.format_exc()}")
         return {"system": getattr(system, "name", str(factory)), "n": n, "error": repr(exc)}
@@ -97,9 +111,13 @@ def quick(n: int) -> dict[str, Any]:
     plan = Plan(latency_pushes=15, bursts=5, idle_seconds=1.0, settle_seconds=0.5)
     infra = Infra()
     Reaper.add(infra.stop)
-    with ClientPool(ClientPool.processes_for(n)) as pool:
-        limit = run_system(LimitSystem, infra, pool, n, plan)
-        gusher = run_system(GusherSystem, infra, pool, n, plan)
+    with ClientPool(ClientPool.processes_for(n)) as pool, ClientPool(ClientPool.processes_for(n)) as ref_pool:
+        reference = scenarios.start_reference(infra, ref_pool, n, workers_for(n), plan)
+        try:
+            limit = run_system(LimitSystem, infra, pool, n, plan, reference)
+            gusher = run_system(GusherSystem, infra, pool, n, plan, reference)
+        finally:
+            reference.system.stop()
     return headline(gusher, limit)
 
 
@@ -112,9 +130,12 @@ def headline(gusher: dict[str, Any], limit: dict[str, Any]) -> dict[str, Any]:
         "idle_cpu_pct": round(gusher.get("idle_cpu_pct", 0.0), 2),
         "fanout_p50_ms": round(gusher.get("fanout_p50_ms", 0.0), 3),
         "fanout_p99_ms": round(gusher.get("fanout_p99_ms", 0.0), 3),
+        # Issue 4's figure: one push to N subscribers, its p99 (median over the pushes).
+        "fanout_push_p99_ms": round(gusher.get("fanout_push_p99_ms", 0.0), 3),
         "fanout_delivery_pct": round(gusher.get("fanout_delivery_pct", 0.0), 3),
-        # Issue 3: the baseline's time to write one frame to the same sockets.
-        "limit_fanout_ms": round(limit.get("write_ms", 0.0), 3),
+        # Issue 3: the baseline's time to write one frame to the same sockets,
+        # measured in alternation with gusher's pushes (scenarios.Reference).
+        "limit_fanout_ms": round(gusher.get("paired_limit_write_ms", limit.get("write_ms", 0.0)), 3),
         # The baseline's own push→receive p99 (its command pipe included), for reference.
         "limit_push_p99_ms": round(limit.get("fanout_p99_ms", 0.0), 3),
         "deliveries_per_s": round(gusher.get("deliveries_per_s", 0.0)),
@@ -122,9 +143,18 @@ def headline(gusher: dict[str, Any], limit: dict[str, Any]) -> dict[str, Any]:
         "connect_per_s": round(gusher.get("connect_per_s", 0.0)),
         "limit_connect_per_s": round(limit.get("connect_per_s", 0.0)),
     }
-    out["fanout_ratio"] = (
+    # Median over pairs of (gusher's push p99 ÷ the limit's write time just before it).
+    paired = gusher.get("paired_fanout_ratio")
+    out["fanout_ratio"] = round(paired, 2) if paired else None
+    # The same, from the pooled p99 over all pushes (dominated by the noisiest push).
+    out["fanout_ratio_pooled"] = (
         round(out["fanout_p99_ms"] / out["limit_fanout_ms"], 2) if out["limit_fanout_ms"] else None
     )
+    # Pooled p99 over all pushes, gusher's ÷ the paired limit's (push→receive both).
+    ref_pooled = gusher.get("paired_limit_p99_ms")
+    out["pooled_p99_ratio"] = round(out["fanout_p99_ms"] / ref_pooled, 2) if ref_pooled else None
+    # The limit measured against its own twin: the ratio that noise alone gives.
+    out["limit_paired_ratio"] = round(limit.get("paired_fanout_ratio", 0.0), 2) or None
     out["throughput_ratio"] = (
         round(out["deliveries_per_s"] / out["limit_deliveries_per_s"], 3)
         if out["limit_deliveries_per_s"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from array import array
 
 from bench import adapters, pushapi, report, scenarios, webhook
 from bench.baseline import data_string, message
@@ -88,3 +89,67 @@ def test_report_shows_ratios() -> None:
     }
     text = report.render({"meta": meta, "runs": runs, "api": []}, [])
     assert "| 10 | 100 | 50.0 (0.50×) | 25.0 (0.25×) | 2.00× |" in text
+
+
+class _FakePool:
+    """Delivers, on `collect`, the latencies its system's last push produced."""
+
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name, self.pending = log, name, array("q")
+
+    def reset(self) -> None:
+        self.pending = array("q")
+
+    def wait_for(self, expected: int, timeout: float, quiet: float = 0.0) -> int:
+        return expected
+
+    def collect(self) -> scenarios.Samples:
+        lats = self.pending
+        self.pending = array("q")
+        seqs = array("q", [1] * len(lats))
+        return scenarios.Samples(seqs, lats, array("q", [0] * len(lats)), len(lats), 0)
+
+
+class _FakeSystem:
+    def __init__(self, pool: _FakePool, lat_ms: list[float], write_ms: float = 0.0) -> None:
+        self.pool, self.lat_ms, self.write_ms, self.last_write_ns = pool, lat_ms, write_ms, 0
+
+    def push(self, channel: str, seq: int, size: int) -> int:
+        self.pool.log.append(self.pool.name)
+        self.pool.pending = array("q", [int(ms * 1e6) for ms in self.lat_ms])
+        self.last_write_ns = int(self.write_ms * 1e6)
+        return 0
+
+
+def test_paired_pushes_alternate_and_compare_pair_by_pair() -> None:
+    """With a reference, each push follows one of the limit's; ratios are taken per pair."""
+    log: list[str] = []
+    ref_pool, pool = _FakePool(log, "limit"), _FakePool(log, "system")
+    reference = scenarios.Reference(_FakeSystem(ref_pool, [1.0] * 4, write_ms=10.0), ref_pool, 4)
+    system = _FakeSystem(pool, [5.0, 6.0, 7.0, 12.0])
+    plan = scenarios.Plan(latency_pushes=3)
+    figures = scenarios.fanout_latency(system, pool, 4, plan, reference=reference)
+    assert log == ["limit", "system"] * 3
+    assert figures["fanout_push_p99_ms"] == 12.0
+    assert figures["paired_limit_write_ms"] == 10.0
+    assert figures["paired_fanout_ratio"] == 1.2
+    assert figures["fanout_delivery_pct"] == 100.0
+
+
+def test_headline_ratios() -> None:
+    """Quick mode's fanout_ratio is the paired one; the pooled ones sit beside it."""
+    from bench.run import headline
+
+    gusher = {
+        "fanout_p99_ms": 30.0,
+        "fanout_push_p99_ms": 22.0,
+        "paired_limit_write_ms": 20.0,
+        "paired_limit_p99_ms": 25.0,
+        "paired_fanout_ratio": 1.1,
+    }
+    out = headline(gusher, {"write_ms": 18.0, "paired_fanout_ratio": 0.98})
+    assert out["limit_fanout_ms"] == 20.0
+    assert out["fanout_ratio"] == 1.1
+    assert out["fanout_ratio_pooled"] == 1.5
+    assert out["pooled_p99_ratio"] == 1.2
+    assert out["limit_paired_ratio"] == 0.98
