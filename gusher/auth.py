@@ -35,7 +35,7 @@ class Identity:
     """
 
     user_id: str
-    channels: frozenset[str]
+    channels: tuple[str, ...]
     rules: ChannelRules = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -63,7 +63,7 @@ def identity_from(answer: object, source: str, error: type[AuthError]) -> Identi
     user_id = answer.get("user_id", "")
     if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
         raise error(f"{source}'s 'user_id' is not a string")
-    return Identity(str(user_id), frozenset(usable))
+    return Identity(str(user_id), tuple(dict.fromkeys(usable)))  # in order, once each
 
 
 def parse_webhook_answer(body: bytes) -> Identity:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,9 @@ class Hub:
     def attach(self, sock: Any, app_key: str, identity: Identity, remote: str) -> Connection:
         """Adopt an upgraded, non-blocking socket."""
         self._next_id += 1
-        conn = Connection(self, sock, self._next_id, app_key, identity, remote)
+        # Interned: every connection of an app shares one key string, and so
+        # does every subscription to a channel (`_subscribe`).
+        conn = Connection(self, sock, self._next_id, sys.intern(app_key), identity, remote)
         self.connections.add(conn)
         self.stats.connections_total += 1
         return conn
@@ -161,7 +164,7 @@ class Hub:
             conn.send(frames.encode_text(command.succeeded()))
 
     def _subscribe(self, conn: Connection, command: protocol.Command) -> None:
-        key = pubsub_channel(conn.app_key, command.channel)
+        key = sys.intern(pubsub_channel(conn.app_key, command.channel))
         reason = self._refusal(conn, key, command.channel)
         if reason:
             conn.send(frames.encode_text(command.failed(reason)))
@@ -288,6 +291,6 @@ class Hub:
         user_id = conn.identity.user_id
         if not is_targetable_user(user_id):
             return
-        key = user_channel(conn.app_key, user_id)
+        key = sys.intern(user_channel(conn.app_key, user_id))
         if self.registry.subscribe(key, conn):
             self.bus.want(key)

@@ -11,7 +11,7 @@ from gusher.errors import WebhookError
 def test_valid_answer() -> None:
     """{"user_id", "channels"} becomes an Identity."""
     assert parse_webhook_answer(b'{"user_id": "BlackJack", "channels": ["a", "b"]}') == Identity(
-        "BlackJack", frozenset({"a", "b"})
+        "BlackJack", ("a", "b")
     )
 
 

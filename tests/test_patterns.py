@@ -50,7 +50,7 @@ from gusher.registry import is_allowed
 def test_pattern_matching(pattern: str, user_id: str, channel: str, allowed: bool) -> None:
     """Each allowed-list entry is exact, a `*` glob, or holds `{user_id}`; nothing else is special."""
     assert ChannelRules([pattern], user_id).allows(channel) is allowed
-    assert Identity(user_id, frozenset({pattern})).rules.allows(channel) is allowed
+    assert Identity(user_id, (pattern,)).rules.allows(channel) is allowed
 
 
 def test_is_allowed_accepts_lists_and_rules() -> None:

@@ -18,7 +18,7 @@ class FakeConn:
     """What `snapshot` reads of a connection (hashable by identity, like the real one)."""
 
     def __init__(self, app: str, user: str, state: int = OPEN) -> None:
-        self.app_key, self.identity, self.state = app, Identity(user, frozenset({"c"})), state
+        self.app_key, self.identity, self.state = app, Identity(user, ("c",)), state
 
 
 def fake_hub() -> SimpleNamespace:
