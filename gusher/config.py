@@ -37,6 +37,7 @@ class Settings:
     webhook_timeout: float = 5.0
     webhook_max_body: int = 65536
     webhook_concurrency: int = 64
+    app_cache_seconds: float = 1.0
     max_message_size: int = 65536
     max_subscriptions_per_connection: int = 100
     max_commands_per_second: float = 20.0

@@ -21,7 +21,6 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
-from gusher import apps
 from gusher.auth import Identity
 from gusher.errors import AuthError, BackendUnavailable, Forbidden, HandshakeError, InvalidName, UnknownApp
 from gusher.services import SlaveServices
@@ -105,7 +104,7 @@ def authenticate() -> None:
     if not auth:
         raise AuthError("missing auth")
     try:
-        app = apps.load_app(services.redis, app_key)
+        app = services.apps.load(services.redis, app_key)
     except (UnknownApp, InvalidName) as exc:  # the seed answers 401 for any bad app
         raise AuthError(exc.reason) from None
     # Cross-site WebSocket hijacking: a page of another site could open this

@@ -1,10 +1,15 @@
-"""App records parsed from their Redis hash (pure)."""
+"""App records: parsed from their Redis hash (pure), and cached for handshakes (real Redis)."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from gusher import security
-from gusher.apps import parse_app
+from gusher.apps import AppCache, parse_app
 from gusher.config import Settings
+from gusher.errors import UnknownApp
 
 
 def test_secrets_are_decoded_losslessly() -> None:
@@ -34,3 +39,39 @@ def test_start_up_log_names_open_and_blank_secret_apps() -> None:
     assert any("no secret" in line and "open" in line and "blank" not in line for line in lines)
     assert any("empty secret" in line and "blank" in line for line in lines)
     assert not any("s3cret" in line or "shut" in line for line in lines)
+
+
+def test_app_cache_reuses_a_record_for_its_ttl_only(redis_client) -> None:
+    """Handshakes reuse an app's record for the TTL, then read Redis again (real server)."""
+
+    key = f"cache-app-{time.time_ns()}"
+    redis_client.hset(key, "url", "http://first")
+    cache = AppCache(ttl=0.3)
+    assert cache.load(redis_client, key).url == "http://first"
+    redis_client.hset(key, "url", "http://second")
+    assert cache.load(redis_client, key).url == "http://first"
+    time.sleep(0.35)
+    assert cache.load(redis_client, key).url == "http://second"
+    assert AppCache(ttl=0).load(redis_client, key).url == "http://second"
+
+
+def test_app_cache_never_remembers_an_unknown_app(redis_client) -> None:
+    """An app created right after a failed lookup is usable at once."""
+
+    key = f"cache-late-{time.time_ns()}"
+    cache = AppCache(ttl=60)
+    with pytest.raises(UnknownApp):
+        cache.load(redis_client, key)
+    redis_client.hset(key, "url", "http://now")
+    assert cache.load(redis_client, key).url == "http://now"
+
+
+def test_app_cache_is_bounded(redis_client) -> None:
+    """However many apps are looked up, the cache holds at most `max_apps`."""
+
+    cache = AppCache(ttl=60, max_apps=3)
+    stamp = time.time_ns()
+    for i in range(10):
+        redis_client.hset(f"cache-many-{stamp}-{i}", "url", "http://x")
+        cache.load(redis_client, f"cache-many-{stamp}-{i}")
+        assert len(cache._apps) <= 3

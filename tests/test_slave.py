@@ -74,6 +74,19 @@ def test_unreachable_webhook_is_401(slave, redis_client: redis_lib.Redis) -> Non
     assert status == 401 and "unreachable" in body["error"]
 
 
+def test_a_changed_app_reaches_new_connections_within_the_cache_time(
+    slave, app_key, redis_client: redis_lib.Redis, clients
+) -> None:
+    """Workers reuse an app's record for GUSHER_APP_CACHE_SECONDS (1 s), never longer."""
+    for _ in range(4):  # both workers have read the record
+        connect(slave, app_key, allow("u", "c"), clients)
+    redis_client.hset(app_key, "url", "http://127.0.0.1:9/moved")
+    time.sleep(1.3)
+    for _ in range(4):
+        status, body = handshake_status(slave, app_key, allow("u", "c"))
+        assert status == 401 and "unreachable" in body["error"]
+
+
 def test_slow_webhook_is_bounded_and_blocks_nobody(slave, app_key, clients) -> None:
     """A webhook slower than the timeout (1 s here) is cut off; other clients connect meanwhile."""
     outcome = {}
