@@ -17,6 +17,7 @@ import gevent
 import gevent.lock
 import orjson
 import requests
+from requests.adapters import HTTPAdapter
 
 from gusher.errors import AuthError, WebhookError
 from gusher.keys import MAX_NAME_LENGTH
@@ -108,6 +109,13 @@ class Authenticator:
         self.max_body = max_body
         self._slots = gevent.lock.BoundedSemaphore(concurrency)
         self._session = requests.Session()
+        # Keep as many connections to a webhook as calls may run at once:
+        # requests' default pool keeps 10 per host and closes the rest after
+        # each call, so a reconnect storm opened a new TCP connection (and left
+        # a TIME_WAIT socket) for most handshakes.
+        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=concurrency)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         # Webhooks are the app's own backend: skip requests' per-call search of
         # the environment for proxies and .netrc (~10% of a connect's CPU).
         self._session.trust_env = False

@@ -132,7 +132,9 @@ class _WebhookHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = urllib.parse.parse_qs(self.rfile.read(length).decode())
-        self.server.requests.append({"path": self.path, "form": form, "headers": dict(self.headers)})
+        self.server.requests.append(
+            {"path": self.path, "form": form, "headers": dict(self.headers), "peer": self.client_address}
+        )
         with self.server.lock:
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)

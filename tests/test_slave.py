@@ -11,7 +11,7 @@ import pytest
 import redis as redis_lib
 import websocket
 
-from tests.support import Client, GunicornProcess, Webhook, allow, push
+from tests.support import Client, GunicornProcess, Webhook, allow, new_app_key, push
 
 
 def connect(slave: GunicornProcess, app_key: str, auth: str | None, clients: list[Client]) -> Client:
@@ -85,6 +85,37 @@ def test_a_changed_app_reaches_new_connections_within_the_cache_time(
     for _ in range(4):
         status, body = handshake_status(slave, app_key, allow("u", "c"))
         assert status == 401 and "unreachable" in body["error"]
+
+
+def test_webhook_connections_are_kept_for_concurrent_calls(slave, redis_client: redis_lib.Redis) -> None:
+    """Waves of concurrent handshakes reuse the webhook connections of the first wave.
+
+    requests' default pool keeps 10 connections per host and closes the rest
+    after each call: 3 waves of 40 concurrent handshakes opened about 80
+    connections to the webhook. Kept up to GUSHER_WEBHOOK_CONCURRENCY, they
+    are opened once.
+    """
+    hook = Webhook(delay=0.2)  # slow enough that each wave's calls overlap
+    key = new_app_key("pool")
+    redis_client.hset(key, "url", hook.url)
+    held: list[Client] = []
+    try:
+        for _ in range(3):
+            threads = [
+                threading.Thread(target=lambda: held.append(Client(slave.ws_url, key, allow("u", "c"))))
+                for _ in range(40)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+        assert len(held) == 120
+        peers = {r["peer"] for r in hook.requests}
+        assert len(peers) <= 52, f"{len(peers)} connections for 120 calls"
+    finally:
+        for client in held:
+            client.close()
+        hook.shutdown()
 
 
 def test_slow_webhook_is_bounded_and_blocks_nobody(slave, app_key, clients) -> None:
