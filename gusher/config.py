@@ -38,6 +38,7 @@ class Settings:
     webhook_max_body: int = 65536
     webhook_concurrency: int = 64
     app_cache_seconds: float = 1.0
+    redis_max_connections: int = 16
     max_message_size: int = 65536
     max_subscriptions_per_connection: int = 100
     max_commands_per_second: float = 20.0
@@ -165,5 +166,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("RETURN_SERVERINFO_INTERVAL must be positive")
     if settings.max_message_size < 64:
         raise ConfigError("GUSHER_MAX_MESSAGE_SIZE must be at least 64 bytes")
+    if settings.redis_max_connections < 1:
+        raise ConfigError("GUSHER_REDIS_MAX_CONNECTIONS must be at least 1")
     if settings.max_push_channels < 1 or settings.max_batch_events < 1:
         raise ConfigError("GUSHER_MAX_PUSH_CHANNELS and GUSHER_MAX_BATCH_EVENTS must be at least 1")

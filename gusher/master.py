@@ -132,7 +132,7 @@ def _log_open_apps(client: Any, settings: Settings) -> None:
 def init_app(app: Flask, settings: Settings) -> None:
     """Attach the API blueprint and a Redis client to `app`."""
     app.extensions["gusher.settings"] = settings
-    app.extensions["gusher.redis"] = apps.connect_redis(settings)
+    app.extensions["gusher.redis"] = apps.connect_redis(settings, "gusher-master")
     app.register_blueprint(api)
     # In a thread (a greenlet under gunicorn): a slow or absent Redis must not delay start.
     threading.Thread(

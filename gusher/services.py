@@ -34,7 +34,7 @@ class SlaveServices:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = apps.connect_redis(settings)
+        self.redis = apps.connect_redis(settings, "gusher-slave")
         self.apps = apps.AppCache(settings.app_cache_seconds)
         self.authenticator = Authenticator(
             settings.webhook_timeout, settings.webhook_max_body, settings.webhook_concurrency

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis as redis_lib
 import requests
 
+from gusher.embedded import EmbeddedRedis
 from tests.support import GunicornProcess, push, wait_until
 
 
@@ -148,3 +150,28 @@ def test_masters_are_stateless(redis_server, app_key: str, redis_client: redis_l
         assert json.loads(message["data"])["data"] == "from-second"
     finally:
         second.stop()
+
+
+def test_redis_connections_per_worker_are_bounded() -> None:
+    """60 pushes at once share GUSHER_REDIS_MAX_CONNECTIONS connections, named after the role.
+
+    Before the bound, a worker opened one Redis connection per concurrent
+    request and kept each (with its 64 KB read buffer) for good.
+    """
+    server = EmbeddedRedis().start()
+    master = GunicornProcess("master", server.addr, workers=1, redis_max_connections=3)
+    try:
+        client = redis_lib.Redis(host=server.host, port=server.port)
+        client.hset("bounded-app", "url", "http://127.0.0.1:9/")
+        master.start()
+        with ThreadPoolExecutor(60) as pool:
+            statuses = list(
+                pool.map(lambda i: push(master.url, "bounded-app", "c", "e", str(i)).status_code, range(60))
+            )
+        assert statuses == [200] * 60
+        others = [c for c in client.client_list() if c["name"] != "" or c["cmd"] != "client|list"]
+        assert 1 <= len(others) <= 3
+        assert {c["name"] for c in others} == {"gusher-master"}
+    finally:
+        master.stop()
+        server.stop()
