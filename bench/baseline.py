@@ -21,7 +21,7 @@ import socket
 import time
 from typing import Any
 
-from bench import wsframes
+from bench import procs, wsframes
 
 _CTX = multiprocessing.get_context("spawn")
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
@@ -257,14 +257,5 @@ class LimitServer:
         return [p.pid for p in self.procs]
 
     def stop(self) -> None:
-        for pipe in self.pipes:
-            try:
-                pipe.send(("exit", None))
-            except OSError:
-                pass
-        for proc in self.procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        procs.stop_workers(self.pipes, self.procs)
         self.pipes, self.procs = [], []

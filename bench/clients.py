@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import loadgen
+from bench.procs import stop_workers
 
 PER_PROCESS = 12_000  # well under the 20,000 descriptors a process may hold
 POLL_SECONDS = 0.05  # how often the runner asks the generators for their counts
@@ -180,16 +181,7 @@ class ClientPool:
 
     def stop(self) -> None:
         """End every generator process, politely first."""
-        for pipe in self.pipes:
-            try:
-                pipe.send(("exit", None))
-            except (OSError, BrokenPipeError):
-                pass
-        for proc in self.procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        stop_workers(self.pipes, self.procs)
         for pipe in self.pipes:
             pipe.close()
         self.pipes, self.procs = [], []

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -106,6 +107,20 @@ class ServerProcess:
             _signal_group(self.pid, signal.SIGKILL)
             self.process.wait(5)
         _signal_group(self.pid, signal.SIGKILL)  # stragglers of the group
+
+
+def stop_workers(pipes: Iterable[Any], procs: Iterable[Any]) -> None:
+    """End multiprocessing children that take commands on a pipe: ask, wait 5 s, kill."""
+    for pipe in pipes:
+        try:
+            pipe.send(("exit", None))
+        except OSError:  # BrokenPipeError included: the child is already gone
+            pass
+    for proc in procs:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
