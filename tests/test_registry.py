@@ -32,6 +32,23 @@ def test_detach_returns_emptied_channels() -> None:
     assert registry.subscribers("a@y") == ("c2",)
 
 
+def test_a_lone_subscriber_moves_between_shapes() -> None:
+    """One subscriber, then two, then one again: order and snapshots stay right."""
+    registry: Registry[str] = Registry()
+    assert registry.subscribe("k", "c1") is True
+    assert registry.subscribe("k", "c1") is False  # again: nothing changes
+    assert registry.subscribers("k") == ("c1",)
+    registry.subscribe("k", "c2")
+    registry.subscribe("k", "c3")
+    assert registry.subscribers("k") == ("c1", "c2", "c3")  # in subscription order
+    assert registry.unsubscribe("k", "c1") is False
+    assert registry.unsubscribe("k", "c3") is False
+    assert registry.subscribers("k") == ("c2",)
+    assert registry.unsubscribe("k", "c1") is False
+    assert registry.unsubscribe("k", "c2") is True
+    assert registry.channels() == [] and not registry.has_subscribers("k")
+
+
 def test_snapshots_are_immutable_under_change() -> None:
     """A fan-out's tuple is unaffected by later subscribes (it may yield mid-way)."""
     registry: Registry[str] = Registry()
@@ -50,7 +67,8 @@ def test_registry_matches_a_model(operations) -> None:
     model: set[tuple[str, str]] = set()
     for add, key, conn in operations:
         if add:
-            registry.subscribe(key, conn)
+            was_first = registry.subscribe(key, conn)
+            assert was_first == (not any(k == key for k, _ in model))
             model.add((key, conn))
         else:
             was_last = registry.unsubscribe(key, conn)
@@ -59,6 +77,9 @@ def test_registry_matches_a_model(operations) -> None:
             assert was_last == (had and not any(k == key for k, _ in model))
     for key in "abc":
         assert set(registry.subscribers(key)) == {c for k, c in model if k == key}
+        assert len(registry.subscribers(key)) == sum(1 for k, _ in model if k == key)
+        assert registry.has_subscribers(key) == any(k == key for k, _ in model)
+    assert sorted(registry.channels()) == sorted({k for k, _ in model})
     for conn in "xyz":
         assert registry.subscription_count(conn) == sum(1 for _, c in model if c == conn)
 
