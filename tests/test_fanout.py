@@ -64,6 +64,25 @@ def test_every_worker_delivers_with_one_redis_subscription_each(
     wait_until(lambda: numsub(redis_client, f"{app_key}@{channel}") == 0, 5)
 
 
+def test_churning_subscriptions_settle_to_what_clients_want(slave, app_key, redis_client, clients) -> None:
+    """Subscribe/unsubscribe in quick succession: Redis ends with one subscription, then none."""
+    client = Client(slave.ws_url, app_key, allow("u", "churn"))
+    clients.append(client)
+    for i in range(10):  # sent back to back: the worker syncs with Redis while they arrive
+        client.send_json({"event": "gusher.subscribe", "data": {"id": f"s{i}", "channel": "churn"}})
+        client.send_json({"event": "gusher.unsubscribe", "data": {"id": f"u{i}", "channel": "churn"}})
+    client.send_json({"event": "gusher.subscribe", "data": {"id": "last", "channel": "churn"}})
+    replies = [client.recv_json()["event"] for _ in range(21)]
+    assert replies == ["gusher.subscribe_succeeded", "gusher.unsubscribe_succeeded"] * 10 + [
+        "gusher.subscribe_succeeded"
+    ]
+    wait_until(lambda: numsub(redis_client, f"{app_key}@churn") == 1, 5)
+    redis_client.publish(f"{app_key}@churn", b'{"channel":"churn","event":"e","data":"after"}')
+    assert client.recv_json() == {"channel": "churn", "event": "e", "data": "after"}
+    assert client.unsubscribe("churn", "bye")["event"] == "gusher.unsubscribe_succeeded"
+    wait_until(lambda: numsub(redis_client, f"{app_key}@churn") == 0, 5)
+
+
 def test_disconnecting_last_subscriber_unsubscribes_the_worker(slave, app_key, redis_client) -> None:
     """When the last local subscriber goes away without unsubscribing, the worker's subscription goes too."""
     client = Client(slave.ws_url, app_key, allow("u", "leave"))
