@@ -10,8 +10,9 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import gevent.event
 import redis
 
 from gusher.config import Settings
@@ -148,12 +149,18 @@ class AppCache:
     reaches new connections within that time (`GUSHER_APP_CACHE_SECONDS`;
     0 reads Redis every time). Unknown apps are never cached: an app created
     a moment ago is usable at once.
+
+    One read per app is in flight at a time: handshakes that miss while it
+    runs wait for its answer. Without that, every expiry under a connect
+    storm sent one HGETALL per handshake in flight, and the command pool grew
+    to its maximum in every worker, each connection keeping its read buffers.
     """
 
     def __init__(self, ttl: float, max_apps: int = 4096) -> None:
         self.ttl = ttl
         self.max_apps = max_apps
         self._apps: dict[str, tuple[float, AppConfig]] = {}
+        self._loading: dict[str, gevent.event.AsyncResult] = {}
 
     def load(self, client: redis.Redis, app_key: str) -> AppConfig:
         """`load_app`, answered from the cache while the record is fresh."""
@@ -163,10 +170,24 @@ class AppCache:
         cached = self._apps.get(app_key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        app = load_app(client, app_key)
+        loading = self._loading.get(app_key)
+        if loading is not None:
+            return cast(AppConfig, loading.get())  # raises what the read raised
+        loading = self._loading[app_key] = gevent.event.AsyncResult()
+        try:
+            app = load_app(client, app_key)
+        except Exception as exc:
+            loading.set_exception(exc)
+            raise
+        except BaseException:  # the reader was killed: its waiters must not be
+            loading.set_exception(BackendUnavailable("app lookup interrupted"))
+            raise
+        finally:
+            del self._loading[app_key]
         if len(self._apps) >= self.max_apps:
             self._apps.clear()  # a crude bound, reached only by thousands of live apps
         self._apps[app_key] = (now + self.ttl, app)
+        loading.set(app)
         return app
 
 

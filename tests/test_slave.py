@@ -172,6 +172,31 @@ def test_malformed_handshakes_are_refused(slave, app_key, header, value, status)
     assert '"error"' in answer
 
 
+def test_a_connect_storm_reads_its_app_once_per_worker(slave, app_key, redis_client) -> None:
+    """Handshakes that miss the app cache together share one HGETALL (real Redis counts them)."""
+
+    def hgetalls() -> int:
+        return int(redis_client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0))
+
+    request = (
+        f"GET /ws/{app_key}?auth={allow('u', 'c')} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    sockets = [socket.create_connection(("127.0.0.1", slave.port), timeout=10) for _ in range(40)]
+    before = hgetalls()
+    try:
+        for sock in sockets:  # every request is in before any answer is read
+            sock.sendall(request)
+        answers = [sock.recv(12) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert answers == [b"HTTP/1.1 101"] * 40
+    # One read per worker (two workers), plus one if a cached record expired mid-way.
+    assert hgetalls() - before <= 3
+
+
 def test_compression_is_never_negotiated(slave, app_key, clients) -> None:
     """permessage-deflate offers are declined (FACTS: +95 KB per connection)."""
     client = Client(
