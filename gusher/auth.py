@@ -10,6 +10,7 @@ worker, so that a slow or hostile webhook can delay only its own clients.
 
 from __future__ import annotations
 
+import sys
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ from requests.adapters import HTTPAdapter
 
 from gusher.errors import AuthError, WebhookError
 from gusher.keys import MAX_NAME_LENGTH
-from gusher.patterns import ChannelRules
+from gusher.patterns import USER_ID, ChannelRules
 from gusher.signing import SIGNATURE_HEADER, sign
 
 MAX_ALLOWED_CHANNELS = 10000
@@ -40,7 +41,33 @@ class Identity:
     rules: ChannelRules = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rules", ChannelRules(self.channels, self.user_id))
+        channels, rules = _allowance(self.channels, self.user_id)
+        object.__setattr__(self, "channels", channels)
+        object.__setattr__(self, "rules", rules)
+
+
+_ALLOWANCES_KEPT = 1024
+_allowances: dict[tuple[tuple[str, ...], str], tuple[tuple[str, ...], ChannelRules]] = {}
+
+
+def _allowance(channels: tuple[str, ...], user_id: str) -> tuple[tuple[str, ...], ChannelRules]:
+    """`channels` and their compiled rules, shared by every identity allowed the same.
+
+    A webhook usually answers many users with one list (the app's channels,
+    with `{user_id}` where they differ), so the tuple and its rules (~160
+    bytes per connection, issue 4) are kept once per distinct list, and
+    compiled once. A list with the placeholder compiles differently per
+    user, so its user is part of the key. The memo keeps the newest
+    `_ALLOWANCES_KEPT` lists; identities hold their own references.
+    """
+    key = (channels, user_id if any(USER_ID in c for c in channels) else "")
+    shared = _allowances.get(key)
+    if shared is None:
+        shared = (channels, ChannelRules(channels, user_id))
+        if len(_allowances) >= _ALLOWANCES_KEPT:
+            del _allowances[next(iter(_allowances))]  # the oldest
+        _allowances[key] = shared
+    return shared
 
 
 def identity_from(answer: object, source: str, error: type[AuthError]) -> Identity:
@@ -64,7 +91,9 @@ def identity_from(answer: object, source: str, error: type[AuthError]) -> Identi
     user_id = answer.get("user_id", "")
     if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
         raise error(f"{source}'s 'user_id' is not a string")
-    return Identity(str(user_id), tuple(dict.fromkeys(usable)))  # in order, once each
+    # In order, once each; interned, so connections allowed the same channels
+    # (every user of an app, often) share the names instead of a copy each.
+    return Identity(str(user_id), tuple(dict.fromkeys(map(sys.intern, usable))))
 
 
 def parse_webhook_answer(body: bytes) -> Identity:

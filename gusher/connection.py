@@ -53,21 +53,15 @@ class Connection:
         "closing_since",
         "command_tokens",
         "commands",
-        "id",
         "identity",
         "last_heard",
-        "remote",
         "state",
         "tokens_at",
     )
 
-    def __init__(
-        self, hub: Hub, sock: socket.socket, conn_id: int, app_key: str, identity: Identity, remote: str
-    ) -> None:
-        self.id = conn_id
+    def __init__(self, hub: Hub, sock: socket.socket, app_key: str, identity: Identity) -> None:
         self.app_key = app_key
         self.identity = identity
-        self.remote = remote
         self.state = OPEN
         self.last_heard = time.monotonic()
         self.closing_since = 0.0
@@ -78,15 +72,19 @@ class Connection:
         self.tokens_at = self.last_heard
         self._hub = hub
         self._sock = sock
-        self._reader = frames.FrameReader(hub.settings.max_message_size)
+        self._reader: frames.FrameReader | None = None  # made by the first read
         self._outbox: list[bytes] | None = None
         self._outbox_size = 0
         self._write_watcher: Any = None
         self._read_watcher = hub.loop.io(sock.fileno(), _EV_READ)
-        self._read_watcher.start(self._on_readable)
+        # The watcher calls the connection itself (`__call__`): a bound method
+        # would be one more object, ~64 bytes, held by every idle connection.
+        self._read_watcher.start(self)
 
     def __repr__(self) -> str:
-        return f"<Connection {self.id} app={self.app_key!r} user={self.identity.user_id!r}>"
+        # The descriptor names a live connection uniquely within its worker (and in `ss -p`).
+        fd = self._sock.fileno() if self.state != CLOSED else -1
+        return f"<Connection fd={fd} app={self.app_key!r} user={self.identity.user_id!r}>"
 
     # -- writing ---------------------------------------------------------------
 
@@ -192,11 +190,17 @@ class Connection:
         self.awaiting_pong = False
         if self.state != OPEN:
             return  # after our Close, the client's bytes are ignored until its Close/EOF
+        reader = self._reader
+        if reader is None:
+            reader = frames.FrameReader(self._hub.settings.max_message_size)
         try:
-            events = self._reader.feed(data)
+            events = reader.feed(data)
         except ProtocolError as exc:
             self.close(exc.close_code, exc.reason)
             return
+        # Kept only while it holds part of a frame or message: an idle
+        # connection (pings and pongs are whole frames) holds no reader.
+        self._reader = reader if reader.is_midway else None
         for event in events:
             try:
                 self._hub.handle_event(self, event)
@@ -205,6 +209,8 @@ class Connection:
                 self.close(frames.CLOSE_INTERNAL_ERROR, "internal error")
             if self.state != OPEN:
                 break
+
+    __call__ = _on_readable
 
     # -- closing ---------------------------------------------------------------
 

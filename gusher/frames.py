@@ -151,6 +151,11 @@ class FrameReader:
         self._fragments_size = 0
         self._fragment_opcode = 0
 
+    @property
+    def is_midway(self) -> bool:
+        """Whether part of a frame or of a fragmented message is held."""
+        return bool(self._buffer) or self._fragments is not None
+
     def feed(self, data: bytes) -> list[Event]:
         """Consume `data`; return the events it completes, in order.
 

@@ -135,7 +135,7 @@ def websocket(ws: Any, app_key: str) -> None:
     hub = _services().hub
     try:
         raw.setblocking(False)
-        conn = hub.attach(raw, app_key, identity, _remote_address())
+        conn = hub.attach(raw, app_key, identity)
         hub.follow_user(conn)
     except Exception:
         # The upgrade is done, so no HTTP error can be sent any more: drop the
@@ -143,7 +143,8 @@ def websocket(ws: Any, app_key: str) -> None:
         log.exception("could not adopt an upgraded connection of app %r", app_key[:100])
         raw.close()
         return
-    log.debug("connected %r from %s", conn, conn.remote)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("connected %r from %s", conn, _remote_address())
 
 
 @bp.get("/")

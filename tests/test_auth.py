@@ -33,3 +33,27 @@ def test_unusable_answers_are_refused(body: bytes) -> None:
     """Anything but a JSON object with a non-empty list of channel names is a WebhookError."""
     with pytest.raises(WebhookError):
         parse_webhook_answer(body)
+
+
+def test_identities_allowed_the_same_list_share_it() -> None:
+    """One compiled allow-list per distinct answer; `{user_id}` lists stay per user."""
+    first = parse_webhook_answer(b'{"user_id": "u1", "channels": ["news", "chat.*"]}')
+    second = parse_webhook_answer(b'{"user_id": "u2", "channels": ["news", "chat.*"]}')
+    assert first.rules is second.rules and first.channels is second.channels
+    assert second.rules.allows("chat.room") and not second.rules.allows("sport")
+
+    mine = parse_webhook_answer(b'{"user_id": "u1", "channels": ["private.{user_id}"]}')
+    theirs = parse_webhook_answer(b'{"user_id": "u2", "channels": ["private.{user_id}"]}')
+    assert mine.rules is not theirs.rules
+    assert mine.rules.allows("private.u1") and not mine.rules.allows("private.u2")
+    assert theirs.rules.allows("private.u2") and not theirs.rules.allows("private.u1")
+
+
+def test_the_shared_lists_are_bounded() -> None:
+    """However many distinct lists arrive, the memo keeps a bounded number."""
+    from gusher import auth
+
+    for i in range(auth._ALLOWANCES_KEPT + 50):
+        Identity("u", (f"c{i}",))
+    assert len(auth._allowances) == auth._ALLOWANCES_KEPT
+    assert Identity("u", ("c0",)).rules.allows("c0")  # evicted, compiled again

@@ -55,7 +55,20 @@ def test_binary_roundtrip_in_any_chunking(payload: bytes, chunk: int) -> None:
     events = []
     for start in range(0, len(wire), chunk):
         events += reader.feed(wire[start : start + chunk])
+        # A connection drops its reader whenever nothing is held midway.
+        assert reader.is_midway == (start + chunk < len(wire))
     assert events == [frames.BinaryMessage(payload)]
+
+
+def test_a_reader_is_midway_between_fragments() -> None:
+    """Whole frames leave nothing held; a fragmented message is held until its last frame."""
+    reader = frames.FrameReader(1024)
+    assert reader.feed(client_frame(frames.OP_PING, b"p")) == [frames.Ping(b"p")]
+    assert not reader.is_midway
+    assert reader.feed(client_frame(frames.OP_TEXT, b"ab", fin=False)) == []
+    assert reader.is_midway
+    assert reader.feed(client_frame(frames.OP_CONTINUATION, b"c")) == [frames.TextMessage(b"abc")]
+    assert not reader.is_midway
 
 
 @given(st.text(max_size=500), st.integers(min_value=1, max_value=5))
