@@ -47,6 +47,9 @@ class Identity:
 
 
 _ALLOWANCES_KEPT = 1024
+# Longer lists are compiled per identity and never kept: the memo must not
+# hold on to megabytes of channel names after their connections are gone.
+_SHARED_LIST_MAX = 64
 _allowances: dict[tuple[tuple[str, ...], str], tuple[tuple[str, ...], ChannelRules]] = {}
 
 
@@ -58,8 +61,11 @@ def _allowance(channels: tuple[str, ...], user_id: str) -> tuple[tuple[str, ...]
     bytes per connection, issue 4) are kept once per distinct list, and
     compiled once. A list with the placeholder compiles differently per
     user, so its user is part of the key. The memo keeps the newest
-    `_ALLOWANCES_KEPT` lists; identities hold their own references.
+    `_ALLOWANCES_KEPT` lists of at most `_SHARED_LIST_MAX` names; identities
+    hold their own references.
     """
+    if len(channels) > _SHARED_LIST_MAX:
+        return channels, ChannelRules(channels, user_id)
     key = (channels, user_id if any(USER_ID in c for c in channels) else "")
     shared = _allowances.get(key)
     if shared is None:

@@ -125,7 +125,7 @@ class Registry(Generic[Conn]):
         return key in self._only or key in self._subscribers
 
     def channels(self) -> list[str]:
-        """Every key with at least one local subscriber."""
+        """Every key with at least one local subscriber, as a new list (callers may yield)."""
         return [*self._only, *self._subscribers]
 
 

@@ -57,3 +57,7 @@ def test_the_shared_lists_are_bounded() -> None:
         Identity("u", (f"c{i}",))
     assert len(auth._allowances) == auth._ALLOWANCES_KEPT
     assert Identity("u", ("c0",)).rules.allows("c0")  # evicted, compiled again
+
+    long_list = tuple(f"long{i}" for i in range(auth._SHARED_LIST_MAX + 1))
+    assert Identity("u", long_list).rules.allows("long0")
+    assert not any(key[0] == long_list for key in auth._allowances)  # never kept
