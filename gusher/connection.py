@@ -1,13 +1,14 @@
 """One WebSocket after the handshake: non-blocking reads and writes, no greenlet.
 
-An idle connection is a socket, an event-loop read watcher and this object:
-gevent's loop calls `_on_readable` when bytes arrive, and writes go straight
-to the kernel with a non-blocking `send`. Only what the kernel does not take
-is queued (bounded by `max_pending`; a client that lets it overflow is cut
-off, never waited for) and flushed by a write watcher, coalesced into one
-`send`. Exactly one writer touches the socket: this object (FACTS: two gevent
-writers on one socket raise, and simple-websocket's `send` drops the tail of
-short writes — here nothing is ever dropped silently).
+An idle connection is a socket, an event-loop read watcher and this object
+(about 1 KB in all, issue 4): gevent's loop calls it (`_on_readable`) when
+bytes arrive, and a frame reader exists only while a frame is half-read.
+Writes go straight to the kernel with a non-blocking `send`. Only what the
+kernel does not take is queued (bounded by `max_pending`; a client that lets
+it overflow is cut off, never waited for) and flushed by a write watcher,
+coalesced into one `send`. Exactly one writer touches the socket: this
+object (FACTS: two gevent writers on one socket raise, and simple-websocket's
+`send` drops the tail of short writes — here nothing is ever dropped silently).
 
 Closing follows RFC 6455 §7: send a Close frame, let it drain, half-close, and
 release the socket when the client's Close or EOF arrives (or `Hub.sweep`
