@@ -168,6 +168,8 @@ class _WebhookHandler(BaseHTTPRequestHandler):
             status, body = 403, b'{"error": "unknown token"}'
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        # A backend may set cookies; gusher must never replay them for other users.
+        self.send_header("Set-Cookie", f"answered={urllib.parse.quote(auth[:40])}; Path=/")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         try:

@@ -39,6 +39,17 @@ def test_webhook_receives_form_encoded_auth(slave, app_key, webhook: Webhook, cl
     assert posted and posted[-1]["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
 
 
+def test_webhook_calls_carry_no_cookies_from_other_calls(slave, app_key, webhook: Webhook, clients) -> None:
+    """A cookie the webhook set while answering one user is never sent for another."""
+    tokens = [allow(f"cookie{i}", "a") for i in range(6)]
+    for token in tokens:  # several per worker, over kept-alive webhook connections
+        connect(slave, app_key, token, clients)
+    posted = [r for r in webhook.requests if r["form"].get("auth", [""])[0] in tokens]
+    assert len(posted) == len(tokens)
+    assert all("Cookie" not in r["headers"] for r in posted)
+    assert all(r["headers"]["User-Agent"].startswith("gusher/") for r in posted)
+
+
 @pytest.mark.parametrize(
     "auth, reason_part",
     [
