@@ -57,9 +57,10 @@ class ChannelRules:
                 exact.add(segments[0])
             else:
                 globs.append(segments)
-        # Every connection holds its own rules: a short tuple (`in` is a C
-        # loop) is as fast as a hash lookup for a few names and far smaller
-        # (a 1-tuple is 48 bytes, a frozenset 216).
+        # Many rules are live at once (one per distinct allow-list, one per
+        # user where `{user_id}` is used): a short tuple (`in` is a C loop) is
+        # as fast as a hash lookup for a few names and far smaller (a 1-tuple
+        # is 48 bytes, a frozenset 216).
         self._exact: frozenset[str] | tuple[str, ...] = frozenset(exact) if len(exact) > 8 else tuple(exact)
         self._globs = tuple(globs)
 
