@@ -8,10 +8,11 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from gusher import api, master, slave
+from gusher.api import ext, seed
 from gusher.config import Settings, load_settings
+from gusher.edge import routes
+from gusher.edge.services import SlaveServices
 from gusher.errors import GusherError, HandshakeError
-from gusher.services import SlaveServices
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ def create_master_app(settings: Settings | None = None) -> Flask:
     """The master: the stateless HTTP API."""
     settings = settings or load_settings()
     app = _new_app("gusher.master", settings)
-    master.init_app(app, settings)
-    api.init_app(app)
+    seed.init_app(app, settings)
+    ext.init_app(app)
     return app
 
 
@@ -67,7 +68,7 @@ def create_slave_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = _new_app("gusher.slave", settings)
     services = SlaveServices(settings)
-    slave.init_app(app, services)
+    routes.init_app(app, services)
 
     @app.before_request
     def ensure_started() -> None:

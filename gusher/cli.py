@@ -24,8 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from gusher import signing
 from gusher.config import load_settings, parse_listen
+from gusher.core import signing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,8 +59,7 @@ class _DemoWebhook(BaseHTTPRequestHandler):
 
 
 def _up(args: argparse.Namespace) -> int:
-    import redis
-
+    from gusher.broker.factory import create_broker
     from gusher.embedded import EmbeddedRedis, free_port, wait_for_port
 
     settings = load_settings()
@@ -81,7 +80,7 @@ def _up(args: argparse.Namespace) -> int:
         webhook = ThreadingHTTPServer(("127.0.0.1", free_port()), _DemoWebhook)
         threading.Thread(target=webhook.serve_forever, daemon=True).start()
         webhook_url = f"http://127.0.0.1:{webhook.server_address[1]}/auth"
-        redis.Redis.from_url(load_settings(environ=env).redis_url).hset("demo", "url", webhook_url)
+        create_broker(load_settings(environ=env), "gusher-up").apps.save("demo", {"url": webhook_url})
         for role in ("master", "slave"):
             # A session of their own: the terminal's Ctrl-C reaches only this
             # supervisor, which then stops them gracefully (SIGTERM: clients get

@@ -46,6 +46,7 @@ class Settings:
     max_pending_bytes: int = 1048576
     max_push_bytes: int = 1048576
     subscribe_timeout: float = 5.0
+    command_concurrency: int = 64
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
@@ -168,5 +169,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("GUSHER_MAX_MESSAGE_SIZE must be at least 64 bytes")
     if settings.redis_max_connections < 1:
         raise ConfigError("GUSHER_REDIS_MAX_CONNECTIONS must be at least 1")
+    if settings.command_concurrency < 1:
+        raise ConfigError("GUSHER_COMMAND_CONCURRENCY must be at least 1")
     if settings.max_push_channels < 1 or settings.max_batch_events < 1:
         raise ConfigError("GUSHER_MAX_PUSH_CHANNELS and GUSHER_MAX_BATCH_EVENTS must be at least 1")

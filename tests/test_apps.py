@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from gusher import security
-from gusher.apps import AppCache, parse_app
+from gusher.api import security
+from gusher.broker.apps import AppCache, RedisAppStore
 from gusher.config import Settings
+from gusher.core.apps import parse_app
 from gusher.errors import UnknownApp
 
 
@@ -46,32 +47,32 @@ def test_app_cache_reuses_a_record_for_its_ttl_only(redis_client) -> None:
 
     key = f"cache-app-{time.time_ns()}"
     redis_client.hset(key, "url", "http://first")
-    cache = AppCache(ttl=0.3)
-    assert cache.load(redis_client, key).url == "http://first"
+    cache = AppCache(RedisAppStore(redis_client), ttl=0.3)
+    assert cache.load(key).url == "http://first"
     redis_client.hset(key, "url", "http://second")
-    assert cache.load(redis_client, key).url == "http://first"
+    assert cache.load(key).url == "http://first"
     time.sleep(0.35)
-    assert cache.load(redis_client, key).url == "http://second"
-    assert AppCache(ttl=0).load(redis_client, key).url == "http://second"
+    assert cache.load(key).url == "http://second"
+    assert AppCache(RedisAppStore(redis_client), ttl=0).load(key).url == "http://second"
 
 
 def test_app_cache_never_remembers_an_unknown_app(redis_client) -> None:
     """An app created right after a failed lookup is usable at once."""
 
     key = f"cache-late-{time.time_ns()}"
-    cache = AppCache(ttl=60)
+    cache = AppCache(RedisAppStore(redis_client), ttl=60)
     with pytest.raises(UnknownApp):
-        cache.load(redis_client, key)
+        cache.load(key)
     redis_client.hset(key, "url", "http://now")
-    assert cache.load(redis_client, key).url == "http://now"
+    assert cache.load(key).url == "http://now"
 
 
 def test_app_cache_is_bounded(redis_client) -> None:
     """However many apps are looked up, the cache holds at most `max_apps`."""
 
-    cache = AppCache(ttl=60, max_apps=3)
+    cache = AppCache(RedisAppStore(redis_client), ttl=60, max_apps=3)
     stamp = time.time_ns()
     for i in range(10):
         redis_client.hset(f"cache-many-{stamp}-{i}", "url", "http://x")
-        cache.load(redis_client, f"cache-many-{stamp}-{i}")
+        cache.load(f"cache-many-{stamp}-{i}")
         assert len(cache._apps) <= 3

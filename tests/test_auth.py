@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gusher.auth import Identity, parse_webhook_answer
+from gusher.core.identity import Identity
+from gusher.edge.webhook import parse_webhook_answer
 from gusher.errors import WebhookError
 
 
@@ -51,13 +52,13 @@ def test_identities_allowed_the_same_list_share_it() -> None:
 
 def test_the_shared_lists_are_bounded() -> None:
     """However many distinct lists arrive, the memo keeps a bounded number."""
-    from gusher import auth
+    from gusher.core import identity
 
-    for i in range(auth._ALLOWANCES_KEPT + 50):
+    for i in range(identity._ALLOWANCES_KEPT + 50):
         Identity("u", (f"c{i}",))
-    assert len(auth._allowances) == auth._ALLOWANCES_KEPT
+    assert len(identity._allowances) == identity._ALLOWANCES_KEPT
     assert Identity("u", ("c0",)).rules.allows("c0")  # evicted, compiled again
 
-    long_list = tuple(f"long{i}" for i in range(auth._SHARED_LIST_MAX + 1))
+    long_list = tuple(f"long{i}" for i in range(identity._SHARED_LIST_MAX + 1))
     assert Identity("u", long_list).rules.allows("long0")
-    assert not any(key[0] == long_list for key in auth._allowances)  # never kept
+    assert not any(key[0] == long_list for key in identity._allowances)  # never kept

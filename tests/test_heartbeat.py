@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from gusher.heartbeat import merge_workers
+from gusher.ops.heartbeat import merge_workers
 from tests.support import Client, GunicornProcess, allow, wait_until
 
 SEED_FIELDS = {

@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gusher.auth import Identity
-from gusher.patterns import ChannelRules
-from gusher.registry import is_allowed
+from gusher.core.identity import Identity
+from gusher.core.patterns import ChannelRules, is_allowed
 
 
 @pytest.mark.parametrize(

@@ -3,45 +3,38 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import orjson
 
-from gusher import presence
-from gusher.auth import Identity
-from gusher.connection import CLOSING, OPEN
+from gusher.broker.status import RedisStatus
 from gusher.keys import user_channel
-from gusher.registry import Registry
+from gusher.ops import presence
 
 
-class FakeConn:
-    """What `snapshot` reads of a connection (hashable by identity, like the real one)."""
+class FakeSource:
+    """What `snapshot` reads of a hub: open connections' users, and each key's subscribers."""
 
-    def __init__(self, app: str, user: str, state: int = OPEN) -> None:
-        self.app_key, self.identity, self.state = app, Identity(user, ("c",)), state
+    def __init__(self) -> None:
+        self.users = [("a", "u1"), ("a", "u2"), ("a", ""), ("b", "u1")]
+        self.keys = {
+            "a@lobby": ["u1", "u2", ""],
+            user_channel("a", "u1"): ["u1"],  # gusher's own key: never a channel
+            "b@lobby": ["u1"],
+        }
 
+    def online_users(self) -> list[tuple[str, str]]:
+        return list(self.users)
 
-def fake_hub() -> SimpleNamespace:
-    conn = FakeConn
+    def subscribed_keys(self) -> list[str]:
+        return list(self.keys)
 
-    a1, a2, anon, b1, gone = (
-        conn("a", "u1"),
-        conn("a", "u2"),
-        conn("a", ""),
-        conn("b", "u1"),
-        conn("a", "x", CLOSING),
-    )
-    registry: Registry = Registry()
-    for c in (a1, a2, anon):
-        registry.subscribe("a@lobby", c)
-    registry.subscribe(user_channel("a", "u1"), a1)  # gusher's own key: never a channel
-    registry.subscribe("b@lobby", b1)
-    return SimpleNamespace(connections={a1, a2, anon, b1, gone}, registry=registry)
+    def subscriber_users(self, key: str) -> tuple[int, list[str]]:
+        return len(self.keys[key]), self.keys[key]
 
 
 def test_snapshot_per_app() -> None:
-    """Channels with counts and named users, users with connection counts; closing/internal left out."""
-    snap = presence.snapshot(fake_hub())
+    """Channels with counts and named users, users with connection counts; internal keys left out."""
+    snap = presence.snapshot(FakeSource())
     assert snap["a"] == {"channels": {"lobby": [3, ["u1", "u2"]]}, "users": {"u1": 1, "u2": 1}}
     assert snap["b"] == {"channels": {"lobby": [1, ["u1"]]}, "users": {"u1": 1}}
 
@@ -69,11 +62,12 @@ def test_write_read_and_leave(redis_client) -> None:
         "p-app1": {"channels": {"c": [1, ["u"]]}, "users": {"u": 1}},
         "p-app2": {"channels": {}, "users": {"v": 1}},
     }
-    written = presence.write(redis_client, "worker-1", snap, time.time(), 3.0)
-    assert presence.read(redis_client, "p-app1").users == {"u": 1}
+    status = RedisStatus(redis_client)
+    written = presence.write(status, "worker-1", snap, time.time(), 3.0)
+    assert presence.read(status, "p-app1").users == {"u": 1}
     assert 0 < redis_client.ttl("gusher:presence:p-app1") <= 4
-    presence.write(redis_client, "worker-1", {"p-app1": snap["p-app1"]}, time.time(), 3.0, written)
-    assert presence.read(redis_client, "p-app2").users == {}
+    presence.write(status, "worker-1", {"p-app1": snap["p-app1"]}, time.time(), 3.0, written)
+    assert presence.read(status, "p-app2").users == {}
 
 
 def test_merge_treats_malformed_reports_as_dead() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gusher.registry import Registry, is_allowed
+from gusher.core.patterns import is_allowed
+from gusher.core.registry import Registry
 
 
 def test_first_and_last_subscriber_are_reported() -> None:

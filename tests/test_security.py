@@ -18,7 +18,7 @@ import redis as redis_lib
 import requests
 import websocket
 
-from gusher import signing
+from gusher.core import signing
 from gusher.embedded import EmbeddedRedis
 from tests.support import ROOT, Client, GunicornProcess, Webhook, allow, new_app_key, push, wait_until
 from tests.test_tokens import PRIVATE, PUBLIC

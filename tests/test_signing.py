@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from gusher import signing
+from gusher.core import signing
 from gusher.errors import SignatureError
 
 SECRET = "app-secret-0123456789"

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gusher import tokens
+from gusher.core import tokens
 from gusher.errors import TokenError
 
 HS_KEY = "an-hs256-shared-secret-of-enough-length-0123456789"

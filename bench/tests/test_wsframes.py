@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import wsframes
-from gusher import frames as gusher_frames
+from gusher.wire import frames as gusher_frames
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])

@@ -1,34 +1,34 @@
-"""One WebSocket after the handshake: non-blocking reads and writes, no greenlet.
+"""One WebSocket after the handshake: non-blocking reads and writes, no greenlet, no protocol.
 
-An idle connection is a socket, an event-loop read watcher and this object
-(about 1 KB in all, issue 4): gevent's loop calls it (`_on_readable`) when
-bytes arrive, and a frame reader exists only while a frame is half-read.
-Writes go straight to the kernel with a non-blocking `send`. Only what the
-kernel does not take is queued (bounded by `max_pending`; a client that lets
-it overflow is cut off, never waited for) and flushed by a write watcher,
-coalesced into one `send`. Exactly one writer touches the socket: this
-object (FACTS: two gevent writers on one socket raise, and simple-websocket's
-`send` drops the tail of short writes — here nothing is ever dropped silently).
+An idle connection is a socket, an event-loop read watcher, this object and
+its session (about 1 KB in all, issue 4): gevent's loop calls it
+(`__call__`) when bytes arrive, and a frame reader exists only while a frame
+is half-read. Writes go straight to the kernel with a non-blocking `send`.
+Only what the kernel does not take is queued (bounded by `max_pending_bytes`;
+a client that lets it overflow is cut off, never waited for) and flushed by a
+write watcher, coalesced into one `send`. Exactly one writer touches the
+socket: this object (FACTS: two gevent writers on one socket raise, and
+simple-websocket's `send` drops the tail of short writes — here nothing is
+ever dropped silently).
 
-Closing follows RFC 6455 §7: send a Close frame, let it drain, half-close, and
-release the socket when the client's Close or EOF arrives (or `Hub.sweep`
-gives up after the close timeout).
+The connection answers WebSocket Pings and Close frames itself; complete
+data messages go to its handler (the session), which owns the protocol.
+Closing follows RFC 6455 §7: send a Close frame, let it drain, half-close,
+and release the socket when the client's Close or EOF arrives (or the
+keep-alive sweep gives up after the close timeout).
 """
 
 from __future__ import annotations
 
+import _socket
 import logging
 import socket
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from gusher import frames
-from gusher.auth import Identity
 from gusher.errors import ProtocolError
-
-if TYPE_CHECKING:
-    from gusher.hub import Hub
+from gusher.wire import frames
 
 log = logging.getLogger(__name__)
 
@@ -36,48 +36,70 @@ OPEN, CLOSING, CLOSED = 0, 1, 2
 _READ_CHUNK = 65536
 _EV_READ, _EV_WRITE = 1, 2
 
+Message = frames.TextMessage | frames.BinaryMessage
+# The C socket, never gevent's cooperative one: `send` must raise
+# BlockingIOError when the kernel is full, not wait.
+RawSocket = _socket.socket
+
+
+class ConnectionHandler(Protocol):
+    """What a connection tells its owner (the session); called from the event loop, never blocking."""
+
+    def on_message(self, message: Message) -> None:
+        """A complete text or binary message arrived."""
+
+    def on_closing(self) -> None:
+        """The connection stopped being open: deliver nothing more to it."""
+
+    def on_released(self) -> None:
+        """The socket is gone."""
+
+    def on_backlog_full(self) -> None:
+        """More output is pending than `max_pending_bytes`: the client does not keep up."""
+
+
+class SocketContext:
+    """What every connection of a worker shares: the event loop and the socket bounds."""
+
+    __slots__ = ("loop", "max_message_size", "max_pending_bytes")
+
+    def __init__(self, loop: Any, max_message_size: int, max_pending_bytes: int) -> None:
+        self.loop = loop
+        self.max_message_size = max_message_size
+        self.max_pending_bytes = max_pending_bytes
+
 
 class Connection:
-    """A client's WebSocket, owned by the worker's `Hub`."""
+    """A client's WebSocket; its handler is told about messages and the end."""
 
     __slots__ = (
-        "_hub",
+        "_context",
         "_outbox",
         "_outbox_size",
         "_read_watcher",
         "_reader",
         "_sock",
         "_write_watcher",
-        "app_key",
         "awaiting_pong",
-        "blocked",
         "closing_since",
-        "command_tokens",
-        "commands",
-        "identity",
+        "handler",
         "last_heard",
         "state",
-        "tokens_at",
     )
 
-    def __init__(self, hub: Hub, sock: socket.socket, app_key: str, identity: Identity) -> None:
-        self.app_key = app_key
-        self.identity = identity
+    def __init__(self, context: SocketContext, sock: RawSocket, handler: ConnectionHandler) -> None:
+        self.handler = handler
         self.state = OPEN
         self.last_heard = time.monotonic()
         self.closing_since = 0.0
         self.awaiting_pong = False
-        self.blocked = False  # a subscribe waits for Redis; later commands queue
-        self.commands: Any = None  # deque of queued commands, made when needed
-        self.command_tokens = float(hub.settings.max_command_burst)
-        self.tokens_at = self.last_heard
-        self._hub = hub
+        self._context = context
         self._sock = sock
         self._reader: frames.FrameReader | None = None  # made by the first read
         self._outbox: list[bytes] | None = None
         self._outbox_size = 0
         self._write_watcher: Any = None
-        self._read_watcher = hub.loop.io(sock.fileno(), _EV_READ)
+        self._read_watcher = context.loop.io(sock.fileno(), _EV_READ)
         # The watcher calls the connection itself (`__call__`): a bound method
         # would be one more object, ~64 bytes, held by every idle connection.
         self._read_watcher.start(self)
@@ -85,14 +107,19 @@ class Connection:
     def __repr__(self) -> str:
         # The descriptor names a live connection uniquely within its worker (and in `ss -p`).
         fd = self._sock.fileno() if self.state != CLOSED else -1
-        return f"<Connection fd={fd} app={self.app_key!r} user={self.identity.user_id!r}>"
+        return f"<Connection fd={fd} {self.handler!r}>"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages may still be written (no Close sent or received yet)."""
+        return self.state == OPEN
 
     # -- writing ---------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
         """Queue `data` (complete frames) for the client; never blocks.
 
-        The hot path of every fan-out: one non-blocking `send` syscall when
+        The hot path of every reply: one non-blocking `send` syscall when
         nothing is queued, an append otherwise.
         """
         if self.state != OPEN:
@@ -144,14 +171,15 @@ class Connection:
     def _enqueue(self, data: bytes) -> None:
         if self._outbox is None:
             self._outbox = []
-            self._write_watcher = self._hub.loop.io(self._sock.fileno(), _EV_WRITE)
+            self._write_watcher = self._context.loop.io(self._sock.fileno(), _EV_WRITE)
             self._write_watcher.start(self._on_writable)
         self._outbox.append(data)
         self._outbox_size += len(data)
-        if self._outbox_size > self._hub.settings.max_pending_bytes and self.state == OPEN:
-            self._hub.stats.slow_consumer_drops += 1
+        if self._outbox_size > self._context.max_pending_bytes and self.state == OPEN:
             log.info("closing %r: over %d bytes of output pending", self, self._outbox_size)
-            self.abort(frames.CLOSE_POLICY_VIOLATION, "too slow: output buffer full")
+            self.handler.on_backlog_full()
+            if self.state == OPEN:
+                self.abort(frames.CLOSE_POLICY_VIOLATION, "too slow: output buffer full")
 
     def _on_writable(self) -> None:
         outbox = self._outbox
@@ -193,7 +221,7 @@ class Connection:
             return  # after our Close, the client's bytes are ignored until its Close/EOF
         reader = self._reader
         if reader is None:
-            reader = frames.FrameReader(self._hub.settings.max_message_size)
+            reader = frames.FrameReader(self._context.max_message_size)
         try:
             events = reader.feed(data)
         except ProtocolError as exc:
@@ -204,7 +232,7 @@ class Connection:
         self._reader = reader if reader.is_midway else None
         for event in events:
             try:
-                self._hub.handle_event(self, event)
+                self._handle(event)
             except Exception:  # a bug in one command must not cost the worker
                 log.exception("handling %s from %r failed", type(event).__name__, self)
                 self.close(frames.CLOSE_INTERNAL_ERROR, "internal error")
@@ -213,12 +241,17 @@ class Connection:
 
     __call__ = _on_readable
 
-    # -- closing ---------------------------------------------------------------
+    def _handle(self, event: frames.Event) -> None:
+        if isinstance(event, (frames.TextMessage, frames.BinaryMessage)):
+            self.handler.on_message(event)
+        elif isinstance(event, frames.Ping):
+            self.send(frames.encode_pong(event.payload))
+        elif isinstance(event, frames.Close):
+            # The client started the closing handshake: answer with its code and finish.
+            self.close(frames.CLOSE_NORMAL if event.code == 1005 else event.code, "")
+        # Pong: last_heard is already updated by the read itself.
 
-    def on_close_frame(self, event: frames.Close) -> None:
-        """The client started the closing handshake: answer and finish."""
-        code = frames.CLOSE_NORMAL if event.code == 1005 else event.code
-        self.close(code, "")
+    # -- closing ---------------------------------------------------------------
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake with `code` and `reason` (idempotent)."""
@@ -226,7 +259,7 @@ class Connection:
             return
         self.state = CLOSING
         self.closing_since = time.monotonic()
-        self._hub.forget(self)
+        self.handler.on_closing()
         self._write(frames.encode_close(code, reason))
         if self.state == CLOSING and self._outbox is None:
             self._half_close()
@@ -266,5 +299,5 @@ class Connection:
         except OSError:
             pass  # already closed by the kernel side; nothing left to free
         if was_open:
-            self._hub.forget(self)
-        self._hub.discard(self)
+            self.handler.on_closing()
+        self.handler.on_released()

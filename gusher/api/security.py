@@ -24,9 +24,9 @@ import time
 
 from flask import request
 
-from gusher import signing
-from gusher.apps import AppConfig
 from gusher.config import Settings
+from gusher.core import signing
+from gusher.core.apps import AppConfig
 from gusher.errors import RequestError, SignatureError
 
 log = logging.getLogger(__name__)

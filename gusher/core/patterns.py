@@ -74,3 +74,13 @@ class ChannelRules:
     def is_empty(self) -> bool:
         """True when nothing at all can match."""
         return not self._exact and not self._globs
+
+
+def is_allowed(allowed: Iterable[str] | ChannelRules, channel: str) -> bool:
+    """Whether the allowed list (webhook or JWT) lets a client subscribe to `channel`.
+
+    `allowed` is best an `Identity.rules`, compiled once per connection; a
+    plain list is compiled here (exact names and `*` globs).
+    """
+    rules = allowed if isinstance(allowed, ChannelRules) else ChannelRules(allowed)
+    return rules.allows(channel)

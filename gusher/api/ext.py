@@ -1,7 +1,7 @@
 """The master's ext HTTP API: pushes beyond the seed, and presence.
 
 Everything here answers JSON and is guarded like the seed routes (an app with
-a `secret` needs signed requests, see `gusher.security`):
+a `secret` needs signed requests, see `gusher.api.security`):
 
 - `POST /api/apps/{app_key}/events`: one event to many channels;
 - `POST /api/apps/{app_key}/batch_events`: different events in one call;
@@ -9,8 +9,8 @@ a `secret` needs signed requests, see `gusher.security`):
 - `GET  /api/apps/{app_key}/channels[/{channel}[/users]]`, `/users`: presence;
 - `GET  /api/system/apps`: the apps and how each is secured (admin).
 
-Bodies are validated whole before anything is published (`gusher.pushes`), and
-a batch is published in one MULTI/EXEC, so it is all or nothing.
+Bodies are validated whole before anything is published (`gusher.api.pushes`), and
+a batch is published at once by the broker, so it is all or nothing.
 """
 
 from __future__ import annotations
@@ -19,28 +19,12 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 
-from gusher import apps, presence, pushes, security
-from gusher.errors import PayloadTooLarge
+from gusher.api import pushes, security
+from gusher.api.context import authorized_app, current_broker, current_settings, json_body, listed_app
 from gusher.keys import check_name
-from gusher.master import authorized_app, current_redis, current_settings
+from gusher.ops import presence
 
 ext = Blueprint("gusher_ext", __name__, url_prefix="/api")
-
-
-def _json_body() -> dict[str, Any]:
-    limit = current_settings().max_push_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    # Read as JSON whatever the Content-Type: `curl -d '{…}'` sends a form type.
-    return pushes.parse_json_body(request.get_data(cache=True))
-
-
-def _publish(publications: list[pushes.Publication]) -> None:
-    with apps.backend():
-        pipe = current_redis().pipeline(transaction=True)
-        for publication in publications:
-            pipe.publish(publication.key, publication.message)
-        pipe.execute()
 
 
 @ext.post("/apps/<app_key>/events")
@@ -48,9 +32,9 @@ def push_event(app_key: str) -> Any:
     """One event to every channel of `channels`: `{"channels", "event", "data"}`."""
     authorized_app(app_key)
     channels, event, data, publications = pushes.parse_event(
-        app_key, _json_body(), current_settings().max_push_channels
+        app_key, json_body(), current_settings().max_push_channels
     )
-    _publish(publications)
+    current_broker().publish(publications)
     return jsonify(channels=channels, event=event, data=data)
 
 
@@ -58,8 +42,8 @@ def push_event(app_key: str) -> Any:
 def push_batch(app_key: str) -> Any:
     """Different events in one call: `{"batch": [{"channel", "event", "data"}, ...]}`."""
     authorized_app(app_key)
-    publications = pushes.parse_batch(app_key, _json_body(), current_settings().max_batch_events)
-    _publish(publications)
+    publications = pushes.parse_batch(app_key, json_body(), current_settings().max_batch_events)
+    current_broker().publish(publications)
     return jsonify(published=len(publications))
 
 
@@ -67,15 +51,14 @@ def push_batch(app_key: str) -> Any:
 def push_user(app_key: str, user_id: str) -> Any:
     """`{"event", "data"[, "channel"]}` to every connection of `user_id`, on every slave."""
     authorized_app(app_key)
-    channel, event, data, publication = pushes.parse_user_push(app_key, user_id, _json_body())
-    _publish([publication])
+    channel, event, data, publication = pushes.parse_user_push(app_key, user_id, json_body())
+    current_broker().publish([publication])
     return jsonify(user_id=user_id, channel=channel, event=event, data=data)
 
 
 def _listed_app(app_key: str) -> presence.AppPresence:
-    app = apps.load_app(current_redis(), app_key)
-    security.authorize_listing(app, current_settings())
-    return presence.read(current_redis(), app_key)
+    listed_app(app_key)
+    return presence.read(current_broker().status, app_key)
 
 
 @ext.get("/apps/<app_key>/channels")
@@ -121,11 +104,11 @@ def list_apps() -> Any:
     return jsonify(
         apps={
             app.key: {"secured": app.is_secured, "jwt": bool(app.jwt_key), "origins": list(app.origins)}
-            for app in apps.scan_apps(current_redis())
+            for app in current_broker().apps.scan()
         }
     )
 
 
 def init_app(app: Flask) -> None:
-    """Attach the ext blueprint (after `gusher.master.init_app`)."""
+    """Attach the ext blueprint (after `gusher.api.seed.init_app`)."""
     app.register_blueprint(ext)

@@ -10,11 +10,10 @@ iterates it without copying, and may yield mid-way while the registry changes.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from gusher.keys import is_internal
-from gusher.patterns import ChannelRules
 
 Conn = TypeVar("Conn", bound=Hashable)
 
@@ -127,13 +126,3 @@ class Registry(Generic[Conn]):
     def channels(self) -> list[str]:
         """Every key with at least one local subscriber, as a new list (callers may yield)."""
         return [*self._only, *self._subscribers]
-
-
-def is_allowed(allowed: Iterable[str] | ChannelRules, channel: str) -> bool:
-    """Whether the allowed list (webhook or JWT) lets a client subscribe to `channel`.
-
-    `allowed` is best an `Identity.rules`, compiled once per connection; a
-    plain list is compiled here (exact names and `*` globs, see `gusher.patterns`).
-    """
-    rules = allowed if isinstance(allowed, ChannelRules) else ChannelRules(allowed)
-    return rules.allows(channel)

@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from gusher.auth import Identity, identity_from
+from gusher.core.identity import Identity, identity_from
 from gusher.errors import TokenError
 
 # Tokens longer than this are refused before any parsing.

@@ -16,17 +16,15 @@ import platform
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
-import gevent
 import orjson
 import psutil
-import redis
 
 from gusher import __version__
-from gusher.apps import backend
+from gusher.broker.base import StatusStore
 from gusher.config import Settings, parse_listen
-from gusher.keys import SLAVES_INDEX, slave_key
+from gusher.ops.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -83,20 +81,12 @@ def merge_workers(
     return entry, dead
 
 
-def slave_infos(client: redis.Redis, interval: float) -> dict[str, dict[str, Any]]:
+def slave_infos(status: StatusStore, interval: float) -> dict[str, dict[str, Any]]:
     """Every live slave's merged entry, keyed `{ip}@{port}` (seed shape)."""
     now = time.time()
     dead_after = interval * DEAD_AFTER_INTERVALS
-    with backend():
-        client.zremrangebyscore(SLAVES_INDEX, "-inf", now - dead_after)
-        members = cast(list[bytes], client.zrange(SLAVES_INDEX, 0, -1))
-        slave_ids = [member.decode() for member in members]
-        pipe = client.pipeline(transaction=False)
-        for slave_id in slave_ids:
-            pipe.hgetall(slave_key(slave_id))
-        reports = pipe.execute()
     infos = {}
-    for slave_id, fields in zip(slave_ids, reports, strict=True):
+    for slave_id, fields in status.live_slaves(now - dead_after).items():
         entry, _ = merge_workers(fields, now, dead_after)
         if entry is not None:
             infos[slave_id] = entry
@@ -107,17 +97,17 @@ class Heartbeat:
     """Publishes one slave worker's stats every interval."""
 
     def __init__(
-        self, settings: Settings, client: redis.Redis, stats: Callable[[], Mapping[str, int]]
+        self, settings: Settings, status: StatusStore, stats: Callable[[], Mapping[str, int]]
     ) -> None:
         self.settings = settings
-        self.client = client
+        self.status = status
         self.stats = stats
         _, port = parse_listen(settings.api_listen)
         self.ip = external_ipv4(settings.public_ip)
         self.slave_id = f"{self.ip}@{port}"
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._process = psutil.Process()
-        self.greenlet: gevent.Greenlet | None = None
+        self.loop = Periodic("heartbeat", settings.heartbeat_interval, self.beat)
 
     def report(self) -> dict[str, Any]:
         """This worker's fields, in the seed's names."""
@@ -140,48 +130,27 @@ class Heartbeat:
         }
 
     def beat(self) -> None:
-        """Write this worker's report and refresh the slave's expiry."""
-        interval = self.settings.heartbeat_interval
-        key = slave_key(self.slave_id)
-        with backend():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hset(key, self.worker_id, orjson.dumps(self.report()))
-            pipe.expire(key, max(1, int(interval * DEAD_AFTER_INTERVALS + 1)))
-            pipe.zadd(SLAVES_INDEX, {self.slave_id: time.time()})
-            pipe.execute()
-            self._prune(key, interval * DEAD_AFTER_INTERVALS)
-
-    def _prune(self, key: str, dead_after: float) -> None:
-        fields = cast(Mapping[bytes, bytes], self.client.hgetall(key))
-        _, dead = merge_workers(fields, time.time(), dead_after)
-        if dead:
-            self.client.hdel(key, *dead)
+        """Write this worker's report, keep the slave listed, prune dead siblings."""
+        dead_after = self.settings.heartbeat_interval * DEAD_AFTER_INTERVALS
+        ttl = max(1, int(dead_after + 1))
+        self.status.write_heartbeat(
+            self.slave_id, self.worker_id, orjson.dumps(self.report()), ttl, time.time()
+        )
+        _, dead = merge_workers(self.status.heartbeat_reports(self.slave_id), time.time(), dead_after)
+        self.status.delete_heartbeat_reports(self.slave_id, dead)
 
     def remove(self) -> None:
         """Delete this worker's report at once (clean stop)."""
-        key = slave_key(self.slave_id)
         try:
-            with backend():
-                self.client.hdel(key, self.worker_id)
-                if not self.client.hlen(key):
-                    self.client.zrem(SLAVES_INDEX, self.slave_id)
+            self.status.remove_heartbeat(self.slave_id, self.worker_id)
         except Exception as exc:
-            log.warning("could not remove heartbeat %s: %s", key, exc)
+            log.warning("could not remove heartbeat of %s: %s", self.slave_id, exc)
 
     def start(self) -> None:
-        """Spawn the heartbeat greenlet."""
-        self.greenlet = gevent.spawn(self._run)
+        """Start beating."""
+        self.loop.start()
 
     def stop(self) -> None:
         """Stop beating and remove the report."""
-        if self.greenlet is not None:
-            self.greenlet.kill(block=False)
+        self.loop.stop()
         self.remove()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.beat()
-            except Exception as exc:  # Redis down: keep trying, say so once per beat
-                log.warning("heartbeat failed: %s", exc)
-            gevent.sleep(self.settings.heartbeat_interval)

@@ -1,32 +1,24 @@
 """The ext push API's request bodies: validate them whole, then publish — pure.
 
 Every body is checked completely before anything is published (all or
-nothing): a batch with one bad event publishes none. Each push becomes the
-pub/sub key and the seed's common message `{"channel","event","data"}`, whose
-`data` is any JSON value here (the seed's form/query `data` stays a string).
+nothing): a batch with one bad event publishes none. Each push becomes a
+pub/sub key and a `Publication` of the seed's common message
+`{"channel","event","data"}`, whose `data` is any JSON value here (the seed's
+form/query `data` stays a string).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from gusher.core.publication import Publication, Routed
 from gusher.errors import InvalidName, RequestError
 from gusher.keys import check_name, is_targetable_user, pubsub_channel, user_channel
-from gusher.protocol import encode_message
 
 # The `channel` field of a message pushed to a user, unless the push names one.
 USER_CHANNEL_NAME = "gusher.user"
-
-
-@dataclass(frozen=True)
-class Publication:
-    """One message to publish: where, and the exact bytes clients receive."""
-
-    key: str
-    message: bytes
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
@@ -59,7 +51,7 @@ def _name(kind: str, value: Any, where: str = "") -> str:
 
 def parse_event(
     app_key: str, body: dict[str, Any], max_channels: int
-) -> tuple[list[str], str, Any, list[Publication]]:
+) -> tuple[list[str], str, Any, list[Routed]]:
     """`{"channels": [...], "event", "data"}` (or one `"channel"`): one event to many channels."""
     channels = body.get("channels", [body["channel"]] if "channel" in body else None)
     if not isinstance(channels, list) or not channels:
@@ -73,18 +65,18 @@ def parse_event(
         names,
         event,
         data,
-        [Publication(pubsub_channel(app_key, name), encode_message(name, event, data)) for name in names],
+        [(pubsub_channel(app_key, name), Publication.create(name, event, data)) for name in names],
     )
 
 
-def parse_batch(app_key: str, body: dict[str, Any], max_events: int) -> list[Publication]:
+def parse_batch(app_key: str, body: dict[str, Any], max_events: int) -> list[Routed]:
     """`{"batch": [{"channel", "event", "data"}, ...]}`: different events, published in order."""
     batch = body.get("batch")
     if not isinstance(batch, list) or not batch:
         raise RequestError("batch must be a non-empty list")
     if len(batch) > max_events:
         raise RequestError(f"more than {max_events} events in one batch")
-    publications = []
+    publications: list[Routed] = []
     for index, item in enumerate(batch):
         where = f"batch[{index}]: "
         if not isinstance(item, dict):
@@ -92,13 +84,11 @@ def parse_batch(app_key: str, body: dict[str, Any], max_events: int) -> list[Pub
         channel = _name("channel", item.get("channel"), where)
         event = _name("event", item.get("event"), where)
         data = data_of(item, where)
-        publications.append(
-            Publication(pubsub_channel(app_key, channel), encode_message(channel, event, data))
-        )
+        publications.append((pubsub_channel(app_key, channel), Publication.create(channel, event, data)))
     return publications
 
 
-def parse_user_push(app_key: str, user_id: str, body: dict[str, Any]) -> tuple[str, str, Any, Publication]:
+def parse_user_push(app_key: str, user_id: str, body: dict[str, Any]) -> tuple[str, str, Any, Routed]:
     """`{"event", "data"[, "channel"]}` for every connection of `user_id`.
 
     The message keeps the common shape; its `channel` is `gusher.user` unless
@@ -113,5 +103,5 @@ def parse_user_push(app_key: str, user_id: str, body: dict[str, Any]) -> tuple[s
         channel,
         event,
         data,
-        Publication(user_channel(app_key, user_id), encode_message(channel, event, data)),
+        (user_channel(app_key, user_id), Publication.create(channel, event, data)),
     )

@@ -1,21 +1,10 @@
-"""The worker's one Redis pub/sub connection: subscribe, listen, reconnect.
+"""A worker's subscriptions on one Redis server: one pub/sub connection, kept in sync.
 
-Guarantees (per worker):
-- one Redis subscription per pub/sub channel, whatever the number of local
-  subscribers (the hub calls `want` for the first and `release` after the last);
-- `on_ready(key)` is called only once Redis has confirmed the SUBSCRIBE, from
-  the listener greenlet and before any message of that channel is handed on,
-  so a client told `subscribe_succeeded` receives every later message;
-- messages are handed to `on_messages` in the order Redis sent them, in
-  batches of what was already waiting on the socket (a burst becomes one batch,
-  which lets the hub coalesce writes);
-- delivery is at most once: messages published while the connection is down
-  are lost (Redis pub/sub keeps nothing). After a reconnect, with capped and
-  jittered backoff, every wanted channel is subscribed again.
-
-Subscription changes are serialised in one place, the sync greenlet, which
-also pings Redis so that a dead connection is noticed by the listener's read
-timeout. The listener owns reading and reconnecting.
+Implements `gusher.broker.base.Subscriber` (its guarantees are written
+there). Subscription changes are serialised in one place, the sync greenlet,
+which also pings Redis so that a dead connection is noticed by the
+listener's read timeout. The listener owns reading and reconnecting, and
+turns each payload into a `Publication` once.
 """
 
 from __future__ import annotations
@@ -23,49 +12,46 @@ from __future__ import annotations
 import logging
 import random
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import cast
 
 import gevent
 import gevent.event
 import gevent.lock
-import redis
 from redis.connection import Connection
+
+from gusher.broker.base import PublicationBatch, SubscriberHandler
+from gusher.broker.client import NETWORK_ERRORS, pubsub_pool
+from gusher.core.metrics import Metrics
+from gusher.core.publication import Publication
 
 log = logging.getLogger(__name__)
 
-MessageBatch = list[tuple[bytes, bytes]]
+_RawBatch = list[tuple[bytes, bytes]]
 
 _CHUNK = 500  # channels per SUBSCRIBE/UNSUBSCRIBE command
 _BATCH_LIMIT = 512  # messages handed on at most per batch
 # Capped low: one connection per worker is no load on Redis, and clients must
 # hear pushes again within ~2 s of Redis coming back.
 _MAX_BACKOFF = 1.0
-_NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 # A key's state bits: some local client wants it; the last command sent for it
 # was SUBSCRIBE; Redis confirmed that SUBSCRIBE (messages flow).
 _WANTED, _SENT, _ACTIVE = 1, 2, 4
 
 
-class Bus:
+class RedisSubscriber:
     """Keeps this worker's Redis subscriptions equal to what its clients want."""
+
+    _handler: SubscriberHandler  # given by `start`, before any message can arrive
 
     def __init__(
         self,
         redis_url: str,
-        on_messages: Callable[[MessageBatch], None],
-        on_ready: Callable[[str], None],
+        metrics: Metrics,
         ping_every: float = 5.0,
     ) -> None:
-        self._pool = redis.ConnectionPool.from_url(
-            redis_url,
-            socket_connect_timeout=2.0,
-            socket_timeout=None,
-            socket_keepalive=True,
-            protocol=2,  # RESP2: pub/sub messages are plain replies, not RESP3 push frames
-        )
-        self._on_messages = on_messages
-        self._on_ready = on_ready
+        self._pool = pubsub_pool(redis_url)
+        self._metrics = metrics
         self._ping_every = ping_every
         self._conn: Connection | None = None
         # Every key's state in one dict of bit flags (_WANTED, _SENT, _ACTIVE):
@@ -78,7 +64,6 @@ class Bus:
         self._wake = gevent.event.Event()
         self._write_lock = gevent.lock.Semaphore()
         self.greenlets: list[gevent.Greenlet] = []
-        self.reconnects = 0
         self.connected = False
         self._ever_connected = False
 
@@ -104,8 +89,9 @@ class Bus:
         else:
             self._state.pop(key, None)  # never sent: nothing to undo in Redis
 
-    def start(self) -> None:
-        """Spawn the listener and the sync greenlets."""
+    def start(self, handler: SubscriberHandler) -> None:
+        """Spawn the listener and the sync greenlets; `handler` gets what arrives."""
+        self._handler = handler
         self.greenlets = [gevent.spawn(self._listen_forever), gevent.spawn(self._sync_forever)]
 
     def stop(self) -> None:
@@ -118,6 +104,10 @@ class Bus:
         """Channels this worker holds in Redis."""
         return self._active_count
 
+    def live_greenlets(self) -> int:
+        """The listener and the sync greenlet, while they run."""
+        return sum(1 for g in self.greenlets if not g.dead)
+
     # -- listener --------------------------------------------------------------
 
     def _listen_forever(self) -> None:
@@ -127,7 +117,7 @@ class Bus:
                 conn = self._connect()
                 backoff = 0.1
                 self._read(conn)
-            except _NETWORK_ERRORS as exc:
+            except NETWORK_ERRORS as exc:
                 log.warning("redis pub/sub connection lost (%s); retrying in %.1f s", exc, backoff)
             except Exception:  # a bug must not end the listener: log it, reconnect
                 log.exception("pub/sub listener failed; reconnecting")
@@ -146,7 +136,7 @@ class Bus:
             self._send(conn, "SUBSCRIBE", self._state)
             self._conn = conn
         if self._ever_connected:
-            self.reconnects += 1
+            self._metrics.redis_reconnects += 1
         self._ever_connected = self.connected = True
         log.info("redis pub/sub connected; subscribing %d channels", len(self._state))
         return conn
@@ -161,7 +151,7 @@ class Bus:
             conn.disconnect()
 
     def _read(self, conn: Connection) -> None:
-        batch: MessageBatch = []
+        batch: _RawBatch = []
         read_timeout = self._ping_every * 3
         while True:
             if batch and (len(batch) >= _BATCH_LIMIT or not conn.can_read(0)):
@@ -180,11 +170,25 @@ class Bus:
                 # that same string and the decoded copy is freed at once.
                 self._confirmed(sys.intern(reply[1].decode("utf-8", "surrogateescape")))
 
-    def _hand_on(self, batch: MessageBatch) -> None:
+    def _hand_on(self, batch: _RawBatch) -> None:
         try:
-            self._on_messages(batch)
+            self._handler.on_publications(self._parse(batch))
         except Exception:  # one bad batch must not cost the connection
             log.exception("fan-out of %d messages failed", len(batch))
+
+    def _parse(self, batch: _RawBatch) -> PublicationBatch:
+        """Each payload read once, for every local subscriber and protocol; non-UTF-8 dropped."""
+        metrics = self._metrics
+        metrics.messages_in += len(batch)
+        parsed: PublicationBatch = []
+        for channel, payload in batch:
+            publication = Publication.parse(payload)
+            if publication is None:
+                metrics.invalid_messages += 1
+                log.warning("dropped a message on %r: payload is not UTF-8", channel[:200])
+                continue
+            parsed.append((channel.decode("utf-8", "surrogateescape"), publication))
+        return parsed
 
     def _confirmed(self, key: str) -> None:
         left = self._inflight.get(key, 0) - 1
@@ -196,7 +200,7 @@ class Bus:
         if state & _SENT and not state & _ACTIVE:
             self._state[key] = state | _ACTIVE
             self._active_count += 1
-            self._on_ready(key)
+            self._handler.on_ready(key)
 
     # -- sync ------------------------------------------------------------------
 
@@ -209,7 +213,7 @@ class Bus:
                 continue
             try:
                 self._sync(conn)
-            except _NETWORK_ERRORS as exc:
+            except NETWORK_ERRORS as exc:
                 log.warning("redis pub/sub write failed (%s)", exc)
                 if conn is self._conn:
                     conn.disconnect()  # wakes the listener, which reconnects

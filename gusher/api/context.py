@@ -1,0 +1,92 @@
+"""What every master route needs of the request it serves: settings, broker, app, body.
+
+Shared by the seed routes (`gusher.api.seed`) and the ext routes
+(`gusher.api.ext`), so both read bodies, bound them and check callers the
+same way.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from flask import current_app, request
+
+from gusher.api import pushes, security
+from gusher.broker.base import Broker
+from gusher.config import Settings
+from gusher.core.apps import AppConfig
+from gusher.errors import PayloadTooLarge, RequestError
+
+
+def current_settings() -> Settings:
+    """The settings of the app serving this request."""
+    settings: Settings = current_app.extensions["gusher.settings"]
+    return settings
+
+
+def current_broker() -> Broker:
+    """The broker of the app serving this request."""
+    broker: Broker = current_app.extensions["gusher.broker"]
+    return broker
+
+
+def authorized_app(app_key: str) -> AppConfig:
+    """The app, once the caller proved it may push to it (see `gusher.api.security`).
+
+    Raises:
+        InvalidName / UnknownApp: 400, as in the seed.
+        SignatureError: 401, the app has a secret and the request is not signed with it.
+    """
+    app = current_broker().apps.load(app_key)
+    security.authorize_app(app, current_settings())
+    return app
+
+
+def listed_app(app_key: str) -> AppConfig:
+    """The app, once the caller proved it may read the app's listings."""
+    app = current_broker().apps.load(app_key)
+    security.authorize_listing(app, current_settings())
+    return app
+
+
+def _check_length() -> None:
+    limit = current_settings().max_push_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object, whatever the Content-Type (`curl -d '{…}'` sends a form type)."""
+    _check_length()
+    return pushes.parse_json_body(request.get_data(cache=True))
+
+
+def _strict_field(encoded: bytes, name: str) -> str | None:
+    """Field `name` of an urlencoded string; non-UTF-8 is refused, not replaced."""
+    try:
+        fields = urllib.parse.parse_qs(encoded.decode("utf-8"), encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise RequestError("parameters are not valid UTF-8") from None
+    values = fields.get(name)
+    return values[0] if values else None
+
+
+def data_parameter() -> Any:
+    """`data` from the query string or the form body (seed, a string), or a JSON body (ext, any value)."""
+    _check_length()
+    limit = current_settings().max_push_bytes
+    data = _strict_field(request.query_string, "data")
+    if data is None:
+        if request.mimetype == "application/x-www-form-urlencoded":
+            data = _strict_field(request.get_data(cache=True), "data")
+        elif request.mimetype == "application/json":
+            # ext: `{"data": <any JSON>}` is delivered as that JSON value.
+            return pushes.data_of(pushes.parse_json_body(request.get_data(cache=True)))
+        else:
+            data = request.form.get("data")
+    if not data:
+        raise RequestError("data is empty")
+    if len(data) > limit:
+        raise PayloadTooLarge(f"data over {limit} bytes")
+    return data

@@ -1,0 +1,143 @@
+"""What gusher relies on from its broker: the interfaces every engine implements.
+
+A broker carries Publications from any master to every slave worker that
+has subscribers on their channel, and keeps gusher's records (apps, slave
+heartbeats, presence). The single-Redis engine is `standalone.RedisBroker`;
+another engine (Redis Cluster, Sentinel) implements the same interfaces, and
+nothing above this package changes. A fake broker in the tests implements
+`Subscriber` to drive a hub without Redis.
+
+Guarantees every `Subscriber` gives its handler (per worker):
+- one broker subscription per key, however many local subscribers it has:
+  the hub calls `want` for its first subscriber and `release` after its last;
+- `on_ready(key)` each time a subscription to `key` takes effect (after
+  `want`, and again after every reconnect), before any publication of that
+  key received after it is handed on: a client told `subscribed` after
+  `on_ready` receives every later message;
+- publications are handed to `on_publications` in the order the broker sent
+  them, in batches of what was already waiting (a burst is one batch, which
+  lets the hub coalesce writes); each payload is parsed once per worker;
+- delivery is at most once: what is published while the subscriber is
+  disconnected is lost (pub/sub keeps nothing); it reconnects by itself,
+  with capped and jittered backoff, and subscribes everything wanted again.
+
+Every method that talks to the broker raises `BackendUnavailable` when it
+cannot be reached, never a library's own error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from gusher.core.apps import AppConfig
+from gusher.core.metrics import Metrics
+from gusher.core.publication import Routed
+
+PublicationBatch = list[Routed]
+
+
+class SubscriberHandler(Protocol):
+    """What a subscriber calls; the hub implements it. Both run in the subscriber's greenlet."""
+
+    def on_publications(self, batch: PublicationBatch) -> None:
+        """Deliver a batch of publications, in the order received."""
+
+    def on_ready(self, key: str) -> None:
+        """The subscription to `key` took effect."""
+
+
+class Subscriber(Protocol):
+    """One worker's subscriptions, kept equal to what its clients want."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber is connected to the broker now."""
+
+    @property
+    def subscription_count(self) -> int:
+        """Keys this worker holds subscribed in the broker now."""
+
+    def want(self, key: str) -> bool:
+        """Make sure `key` is subscribed; True if it already is (no `on_ready` follows)."""
+
+    def release(self, key: str) -> None:
+        """No local client wants `key` any more: unsubscribe it soon."""
+
+    def start(self, handler: SubscriberHandler) -> None:
+        """Connect and keep connected, in greenlets of its own; tell `handler` what arrives."""
+
+    def stop(self) -> None:
+        """Disconnect and end those greenlets."""
+
+    def live_greenlets(self) -> int:
+        """How many greenlets it runs (for the heartbeat's count)."""
+
+
+class AppStore(Protocol):
+    """App records: the hash `{app_key}` (gusher.core.apps)."""
+
+    def load(self, app_key: str) -> AppConfig:
+        """The app's whole record, read in one round trip.
+
+        Raises:
+            InvalidName: the key cannot name an app.
+            UnknownApp: the app has no `url` field.
+        """
+
+    def scan(self, limit: int = 10000) -> list[AppConfig]:
+        """Apps found by scanning at most `limit` keys, sorted by key."""
+
+    def save(self, app_key: str, fields: Mapping[str, str]) -> None:
+        """Set fields of the app's hash (creating it)."""
+
+
+class StatusStore(Protocol):
+    """Slave heartbeats and presence snapshots (gusher.ops): opaque reports with expiries."""
+
+    def write_heartbeat(self, slave_id: str, worker_id: str, report: bytes, ttl: int, now: float) -> None:
+        """Store one worker's report; the slave stays listed for `ttl` seconds."""
+
+    def heartbeat_reports(self, slave_id: str) -> Mapping[bytes, bytes]:
+        """Every worker's report of one slave."""
+
+    def delete_heartbeat_reports(self, slave_id: str, workers: Iterable[bytes]) -> None:
+        """Drop the reports of workers known to be dead."""
+
+    def remove_heartbeat(self, slave_id: str, worker_id: str) -> None:
+        """Drop one worker's report; the slave is unlisted when it was the last."""
+
+    def live_slaves(self, since: float) -> dict[str, Mapping[bytes, bytes]]:
+        """Every slave that reported after `since` (unix time), with its workers' reports."""
+
+    def write_presence(
+        self, worker_id: str, reports: Mapping[str, bytes], ttl: int, gone: Iterable[str]
+    ) -> None:
+        """Store one worker's presence report per app; drop its reports of the apps in `gone`."""
+
+    def presence_reports(self, app_key: str) -> Mapping[bytes, bytes]:
+        """Every worker's presence report of one app."""
+
+    def delete_presence_reports(self, app_key: str, workers: Iterable[bytes]) -> None:
+        """Drop the presence reports of workers known to be dead."""
+
+
+class Broker(Protocol):
+    """One process's way to the broker: publish, subscribe, and gusher's records."""
+
+    @property
+    def apps(self) -> AppStore:
+        """App records."""
+
+    @property
+    def status(self) -> StatusStore:
+        """Heartbeats and presence."""
+
+    def publish(self, items: Sequence[Routed]) -> None:
+        """Publish each publication on its key, in order; several at once are all or nothing."""
+
+    def subscriber(self, metrics: Metrics, ping_every: float) -> Subscriber:
+        """A new subscriber for this worker (not started; `want` may be called before `start`)."""
+
+    def ping(self) -> None:
+        """Return when the broker answers; raise `BackendUnavailable` otherwise."""

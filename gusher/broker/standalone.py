@@ -1,0 +1,49 @@
+"""The single-Redis engine: a `REDIS_ADDR` of `host:port` (seed) or a `redis://`/`rediss://` URL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gusher.broker.apps import RedisAppStore
+from gusher.broker.base import Routed
+from gusher.broker.client import command_client, translate_errors
+from gusher.broker.status import RedisStatus
+from gusher.broker.subscriber import RedisSubscriber
+from gusher.config import Settings
+from gusher.core.metrics import Metrics
+
+
+class RedisBroker:
+    """`gusher.broker.base.Broker` on one Redis server, through one bounded command pool."""
+
+    def __init__(self, settings: Settings, client_name: str = "gusher") -> None:
+        self._redis_url = settings.redis_url
+        self.client = command_client(settings, client_name)
+        self.apps = RedisAppStore(self.client)
+        self.status = RedisStatus(self.client)
+
+    def publish(self, items: Sequence[Routed]) -> None:
+        """One PUBLISH, or several in one MULTI/EXEC: all of them or none.
+
+        The payload is the publication's as built (SPEC's Redis layout), so
+        every backend or tool listening on the key reads the same JSON a
+        gusher client does.
+        """
+        with translate_errors():
+            if len(items) == 1:
+                key, publication = items[0]
+                self.client.publish(key, publication.payload)
+                return
+            pipe = self.client.pipeline(transaction=True)
+            for key, publication in items:
+                pipe.publish(key, publication.payload)
+            pipe.execute()
+
+    def subscriber(self, metrics: Metrics, ping_every: float = 5.0) -> RedisSubscriber:
+        """A worker's pub/sub connection to the same server (not started)."""
+        return RedisSubscriber(self._redis_url, metrics, ping_every)
+
+    def ping(self) -> None:
+        """PING; `BackendUnavailable` when Redis does not answer."""
+        with translate_errors():
+            self.client.ping()

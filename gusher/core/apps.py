@@ -1,0 +1,89 @@
+"""An app's record: the hash `{app_key}` whose `url` field is its webhook — pure.
+
+The seed's app is a Redis hash with one field, `url`; gusher reads its other
+fields (`secret`, `origins`, `jwt_key`) from the same hash. `parse_app` turns
+the raw hash into an `AppConfig`; reading and caching it is the broker's job
+(`gusher.broker.apps`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gusher.core.patterns import ChannelRules
+from gusher.errors import UnknownApp
+from gusher.keys import APP_URL_FIELD
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """An app's hash, read in one HGETALL.
+
+    Attributes:
+        url: the auth webhook (seed; the app exists iff it is set).
+        secret: signs pushes to the master and webhook calls; empty = open app (seed).
+        origins: WebSocket `Origin`s allowed (exact or `*` globs); empty = any.
+        jwt_key: HS256 secret or RS256 PEM public key; set = clients use JWTs, no webhook.
+        has_secret_field: the hash has a `secret` field, even a blank one.
+
+    `secret` and `jwt_key` are decoded losslessly (`surrogateescape`): a binary
+    secret keeps all of its bytes as HMAC key, where a lossy decode would turn
+    every invalid byte into U+FFFD and leave almost nothing to guess.
+    """
+
+    key: str
+    url: str
+    secret: str = field(default="", repr=False)
+    origins: tuple[str, ...] = ()
+    jwt_key: str = field(default="", repr=False)
+    has_secret_field: bool = False
+
+    @property
+    def is_secured(self) -> bool:
+        """Whether API calls for this app must prove they know its secret.
+
+        A `secret` field that is present but blank (`HSET app secret "$UNSET"`)
+        secures the app too, and then nothing can prove it (fail closed): the
+        operator meant to close the app, and an empty HMAC key is public.
+        """
+        return bool(self.secret) or self.has_secret_field
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """Whether a WebSocket handshake with this `Origin` header may proceed.
+
+        Browsers always send `Origin` on WebSocket handshakes, and it is what a
+        hijacking page cannot forge; a request without one is not a browser's
+        (and a non-browser client could claim any origin anyway), so only a
+        present, unlisted origin is refused.
+        """
+        if not self.origins or origin is None:
+            return True
+        return ChannelRules(self.origins).allows(origin.strip().lower().rstrip("/"))
+
+
+def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
+    """Build an `AppConfig` from the raw hash.
+
+    `origins` is a list separated by commas or spaces; origins compare lower-case.
+
+    Raises:
+        UnknownApp: the hash has no `url` field.
+    """
+
+    def text(name: str, errors: str = "replace") -> str:
+        return fields.get(name.encode(), b"").decode("utf-8", errors).strip()
+
+    url = text(APP_URL_FIELD)
+    if not url:
+        raise UnknownApp(f"unknown app_key {app_key[:100]!r}")
+    origins = tuple(o.lower().rstrip("/") for o in text("origins").replace(",", " ").split())
+    return AppConfig(
+        app_key,
+        url,
+        text("secret", "surrogateescape"),
+        origins,
+        text("jwt_key", "surrogateescape"),
+        has_secret_field=b"secret" in fields,
+    )

@@ -1,0 +1,82 @@
+"""A Publication: one message on one channel, and its Redis payload — pure.
+
+The Redis layout (SPEC) fixes the payload published on `{app_key}@{channel}`:
+the JSON a gusher-protocol client receives, `{"channel","event","data"}` in
+that key order. Backends and `redis-cli` publish there directly, so the
+payload is the contract, whoever produced it; a Publication is that message
+once a worker has read it, ready for every client protocol to encode.
+
+- The master builds one with `Publication.create`, which encodes its payload
+  once (the push's HTTP answer is the same bytes).
+- A slave worker builds one per message it receives with
+  `Publication.parse`: one parse per message per worker, never per
+  subscriber.
+- A raw `PUBLISH` of anything else that is valid UTF-8 (not JSON, or JSON of
+  another shape) is kept as it came (`is_common` is False): the seed delivers
+  such payloads to its clients unchanged, and so does gusher's protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message of a channel.
+
+    Attributes:
+        channel: the `channel` field of the message (for a user push, the name
+            the push gave it, not the Redis key it travelled on); "" when the
+            payload is not a common message.
+        event: the `event` field; "" when the payload is not a common message.
+        data: the `data` field, any JSON value (the seed's pushes: a string).
+        payload: the exact bytes published in Redis, valid UTF-8.
+    """
+
+    channel: str
+    event: str
+    data: Any
+    payload: bytes
+
+    @classmethod
+    def create(cls, channel: str, event: str, data: Any) -> Publication:
+        """The message a push publishes, its payload encoded once, in the seed's key order."""
+        payload = orjson.dumps({"channel": channel, "event": event, "data": data})
+        return cls(channel, event, data, payload)
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Publication | None:
+        """Read a payload received from Redis; None when it is not UTF-8 (never delivered).
+
+        A payload that is not a common message `{"channel": str, "event": str,
+        "data": …}` is kept whole with empty fields, so it still reaches the
+        clients that receive payloads as they are.
+        """
+        try:
+            message = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            if not payload.isascii():
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+            return cls("", "", None, payload)
+        if isinstance(message, dict):
+            channel, event = message.get("channel"), message.get("event")
+            if isinstance(channel, str) and isinstance(event, str) and event and "data" in message:
+                return cls(channel, event, message["data"], payload)
+        return cls("", "", None, payload)
+
+    @property
+    def is_common(self) -> bool:
+        """Whether the payload is the common message (a raw `PUBLISH` may be anything)."""
+        return bool(self.event)
+
+
+# A publication and the pub/sub key it travels on: `{app_key}@{channel}`, or a
+# user channel (`gusher.keys`).
+Routed = tuple[str, Publication]

@@ -1,0 +1,86 @@
+"""Everything that can refuse a new WebSocket client, in order of cost, before the upgrade.
+
+Each refusal is a `GusherError` that the slave answers as HTTP with a JSON
+reason; no socket is upgraded for a client that is refused. The flask side
+(`gusher.edge.routes`) passes in what it read of the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from gusher.broker.apps import AppCache
+from gusher.core.identity import Identity
+from gusher.edge.webhook import Authenticator
+from gusher.errors import AuthError, Forbidden, HandshakeError, InvalidName, UnknownApp
+
+
+def check_upgrade(environ: Mapping[str, Any]) -> None:
+    """Refuse upgrades RFC 6455 §4.2.1 does not allow, before any webhook call."""
+    version = environ.get("HTTP_SEC_WEBSOCKET_VERSION", "")
+    if version != "13":
+        raise HandshakeError("unsupported Sec-WebSocket-Version (need 13)", 426)
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "")
+    try:
+        valid = len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid = False
+    if not valid:
+        raise HandshakeError("invalid Sec-WebSocket-Key")
+    if "gunicorn.socket" not in environ:
+        raise HandshakeError("WebSocket upgrades need the gunicorn server", 500)
+
+
+def client_address(peer: str, forwarded_for: str, trusted: Collection[str]) -> str:
+    """The client's address, as far as it can be trusted.
+
+    `X-Forwarded-For` is believed only when the peer is one of
+    `GUSHER_TRUSTED_PROXIES` (nginx appends the address it saw, so the
+    rightmost entry that is not a trusted proxy is the client); otherwise any
+    client could name itself whatever it likes to the webhook.
+    """
+    if peer not in trusted:
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:100]
+    return peer
+
+
+def authenticate(
+    apps: AppCache,
+    authenticator: Authenticator,
+    app_key: str,
+    auth: str,
+    origin: str | None,
+    remote: str,
+) -> Identity:
+    """Who the client is: its app's record, its origin, then its JWT or the webhook's answer.
+
+    Raises:
+        AuthError: no `auth`, an unknown or malformed app (401, as the seed
+            answers for any bad app), or a token/webhook refusal.
+        Forbidden: a browser page of an origin the app does not list.
+        BackendUnavailable: Redis cannot be reached.
+    """
+    if not auth:
+        raise AuthError("missing auth")
+    try:
+        app = apps.load(app_key)
+    except (UnknownApp, InvalidName) as exc:
+        raise AuthError(exc.reason) from None
+    # Cross-site WebSocket hijacking: a page of another site could open this
+    # socket with the user's cookies; refuse it before the webhook sees `auth`.
+    if not app.allows_origin(origin):
+        raise Forbidden("origin not allowed for this app")
+    if app.jwt_key:
+        # Imported on first use: PyJWT + cryptography add ~10 MB to every
+        # worker's RSS, a cost only deployments that use JWT should pay.
+        from gusher.core import tokens
+
+        return tokens.verify(auth, app.jwt_key)
+    return authenticator.authenticate(app.url, auth, app_key, remote, app.secret)

@@ -1,0 +1,233 @@
+"""The worker's fan-out: its sessions, their subscriptions, and delivery.
+
+Encode once, send bytes: the subscriber hands over each message parsed once
+(a `Publication`); the hub encodes it once per client protocol that has
+subscribers on its channel, joins a burst of one channel into one buffer,
+and writes the same bytes to every subscriber of that protocol in a single
+`send` each. Each protocol has its own registry, so a channel with only
+gusher clients costs exactly one encoding, as before there were two.
+
+Subscriptions: the hub asks its `Subscriber` (`gusher.broker.base`) for a key
+when the key's first local client wants it and releases it after the last.
+A subscribe waits, in the session's task, until the broker confirms the key
+(`on_ready`), so a client told `subscribed` receives every later message.
+The hub knows the broker only through that interface: a Redis Cluster
+engine, or a fake in a test, drives it unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import gevent
+import gevent.event
+
+from gusher.broker.base import PublicationBatch, Subscriber
+from gusher.config import Settings
+from gusher.core.identity import Identity
+from gusher.core.metrics import Metrics
+from gusher.core.publication import Publication
+from gusher.core.registry import Registry
+from gusher.edge.connection import Connection, RawSocket, SocketContext
+from gusher.edge.session import Session
+from gusher.edge.tasks import TaskPool
+from gusher.keys import is_targetable_user, pubsub_channel, user_channel
+from gusher.wire.base import ClientProtocol, Disconnect
+
+# Yield to the event loop after this many sends, so that a huge fan-out never
+# starves the worker's heartbeat or its gunicorn watchdog (FACTS).
+_SENDS_PER_YIELD = 4096
+
+
+class Hub:
+    """Owns one worker's sessions and delivers publications to them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        subscriber: Subscriber,
+        metrics: Metrics,
+        pool: TaskPool,
+        loop: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.subscriber = subscriber
+        self.metrics = metrics
+        self.pool = pool
+        self.sockets = SocketContext(
+            loop if loop is not None else gevent.get_hub().loop,
+            settings.max_message_size,
+            settings.max_pending_bytes,
+        )
+        # Commands a client may have queued: a full burst, plus enough to
+        # subscribe to all its allowed channels while the first one waits.
+        self.max_queued_commands = (
+            settings.max_command_burst + 2 * settings.max_subscriptions_per_connection + 64
+        )
+        # Every open connection and its session: a dict entry is ~30 bytes per
+        # connection where a set's table takes 50-105 (issue 4).
+        self.sessions: dict[Connection, Session] = {}
+        # One registry per protocol with subscribers: the fan-out encodes once for each.
+        self.registries: dict[ClientProtocol, Registry[Connection]] = {}
+        self._pending: dict[str, int] = {}  # subscribes between `want` and their registration
+        self._ready: dict[str, gevent.event.Event] = {}  # keys subscribes wait on
+
+    # -- sessions ----------------------------------------------------------------
+
+    def attach(self, sock: RawSocket, app_key: str, identity: Identity, protocol: ClientProtocol) -> Session:
+        """Adopt an upgraded, non-blocking socket speaking `protocol`."""
+        if protocol not in self.registries:
+            self.registries[protocol] = Registry()
+        # Interned: every connection of an app shares one key string, and so
+        # does every subscription to a channel (`subscribe`).
+        session = Session(self, sock, sys.intern(app_key), identity, protocol)
+        self.sessions[session.conn] = session
+        self.metrics.connections_total += 1
+        return session
+
+    def is_full(self) -> bool:
+        """Whether this worker holds its maximum of connections."""
+        return len(self.sessions) >= self.settings.max_connections_per_worker
+
+    def forget(self, session: Session) -> None:
+        """Stop delivering to `session`: drop its subscriptions."""
+        for key in self.registries[session.protocol].detach(session.conn):
+            self._release_if_unused(key)
+
+    def discard(self, session: Session) -> None:
+        """`session` released its socket; it is no longer counted."""
+        self.sessions.pop(session.conn, None)
+
+    def close_all(self, why: Disconnect) -> None:
+        """Close every connection (worker shutdown)."""
+        for session in list(self.sessions.values()):
+            session.disconnect(why)
+
+    # -- subscriptions (called from sessions' tasks) -----------------------------
+
+    def subscribe(self, session: Session, channel: str) -> str:
+        """Subscribe `session` to `channel` once the broker carries it; "" or the refusal.
+
+        Blocks the calling task (never the event loop) until the broker
+        confirms the key, for at most `subscribe_timeout`.
+        """
+        key = sys.intern(pubsub_channel(session.app_key, channel))
+        registry = self.registries[session.protocol]
+        conn = session.conn
+        if registry.is_subscribed(key, conn):
+            return "already subscribed"
+        limit = self.settings.max_subscriptions_per_connection
+        if registry.subscription_count(conn) >= limit:
+            return f"subscription limit of {limit} reached"
+        self._pending[key] = self._pending.get(key, 0) + 1
+        try:
+            ready = self.subscriber.want(key) or self._wait_ready(key)
+        finally:
+            left = self._pending.pop(key) - 1
+            if left:
+                self._pending[key] = left
+        if ready and conn.is_open:
+            registry.subscribe(key, conn)
+            return ""
+        self._release_if_unused(key)
+        return "redis unavailable, try again" if conn.is_open else "connection closed"
+
+    def _wait_ready(self, key: str) -> bool:
+        event = self._ready.get(key)
+        if event is None:
+            event = self._ready[key] = gevent.event.Event()
+        with self.pool.waiting():
+            ready = event.wait(self.settings.subscribe_timeout)
+        if not ready and self._pending.get(key) == 1 and self._ready.get(key) is event:
+            del self._ready[key]  # the last subscribe waiting for it gave up
+        return ready
+
+    def unsubscribe(self, session: Session, channel: str) -> bool:
+        """Unsubscribe `session` from `channel`; False if it was not subscribed."""
+        key = pubsub_channel(session.app_key, channel)
+        registry = self.registries[session.protocol]
+        if not registry.is_subscribed(key, session.conn):
+            return False
+        registry.unsubscribe(key, session.conn)
+        self._release_if_unused(key)
+        return True
+
+    def follow_user(self, session: Session) -> None:
+        """Also deliver to `session` what is pushed to its user (`gusher:user:{app}@{user_id}`).
+
+        The user channel is one more key in the same registry, so fan-out,
+        `forget` and the one-subscription-per-worker rule apply to it
+        unchanged; the registry does not count it against the client's
+        subscription limit, and no client can name it in a subscribe. It is
+        not waited for: a push to a user is for connections already there.
+        """
+        user_id = session.identity.user_id
+        if not is_targetable_user(user_id):
+            return
+        key = sys.intern(user_channel(session.app_key, user_id))
+        if self.registries[session.protocol].subscribe(key, session.conn):
+            self.subscriber.want(key)
+
+    def _release_if_unused(self, key: str) -> None:
+        """Release `key` in the broker when no local client has it or is subscribing to it."""
+        if key in self._pending:
+            return
+        for registry in self.registries.values():
+            if registry.has_subscribers(key):
+                return
+        self.subscriber.release(key)
+
+    # -- from the broker (the subscriber's greenlet) -----------------------------
+
+    def on_ready(self, key: str) -> None:
+        """The broker carries `key` now: wake the subscribes waiting for it."""
+        event = self._ready.pop(key, None)
+        if event is not None:
+            event.set()
+
+    def on_publications(self, batch: PublicationBatch) -> None:
+        """Deliver a batch from the broker, in order, each publication encoded once per protocol."""
+        by_key: dict[str, list[Publication]] = {}
+        for key, publication in batch:
+            by_key.setdefault(key, []).append(publication)
+        metrics = self.metrics
+        sends = 0
+        for key, publications in by_key.items():
+            for protocol, registry in self.registries.items():
+                subscribers = registry.subscribers(key)
+                if not subscribers:
+                    continue
+                encoded = [protocol.publication(publication) for publication in publications]
+                data = encoded[0] if len(encoded) == 1 else b"".join(encoded)
+                Connection.send_to_all(subscribers, data)
+                metrics.deliveries += len(subscribers) * len(publications)
+                sends += len(subscribers)
+                if sends >= _SENDS_PER_YIELD:
+                    sends = 0
+                    gevent.sleep(0)
+
+    # -- what presence reads (gusher.ops.presence.PresenceSource) ----------------
+
+    def online_users(self) -> list[tuple[str, str]]:
+        """(app_key, user_id) of each open connection."""
+        return [(s.app_key, s.identity.user_id) for s in list(self.sessions.values()) if s.is_open]
+
+    def subscribed_keys(self) -> list[str]:
+        """Every key with a local subscriber, whatever its protocol."""
+        if len(self.registries) == 1:
+            return next(iter(self.registries.values())).channels()
+        return list(dict.fromkeys(key for r in self.registries.values() for key in r.channels()))
+
+    def subscriber_users(self, key: str) -> tuple[int, list[str]]:
+        """How many local connections receive `key`, and their user ids."""
+        sessions = self.sessions
+        users = []
+        count = 0
+        for registry in self.registries.values():
+            for conn in registry.subscribers(key):
+                count += 1
+                session = sessions.get(conn)
+                if session is not None:
+                    users.append(session.identity.user_id)
+        return count, users

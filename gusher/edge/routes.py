@@ -1,0 +1,135 @@
+"""The slave's HTTP side: the WebSocket route, the demo page and `/healthz`.
+
+`GET /ws/{app_key}?auth=…` is checked in a `before_request` (handshake
+headers, capacity, app key, the app's webhook: `gusher.edge.handshake`), so
+every refusal is an HTTP error with a JSON reason and no upgrade. Only then
+does flask-sock upgrade the connection; its handler gives the socket to the
+worker's `Hub` and returns, so the request's greenlet ends and an idle
+connection owns no greenlet at all (simple-websocket's reader thread is
+never started, see `_NoReaderThread`).
+"""
+
+from __future__ import annotations
+
+import _socket
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask_sock import Sock
+
+from gusher.core.identity import Identity
+from gusher.edge import handshake
+from gusher.edge.services import SlaveServices
+from gusher.errors import BackendUnavailable
+from gusher.wire.gusher import GUSHER
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("gusher_slave", __name__)
+sock = Sock()
+
+_STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+class _NoReaderThread:
+    """Stands in for simple-websocket's per-connection reader thread.
+
+    The event loop reads every socket instead (`gusher.edge.connection`), so
+    the thread that `simple_websocket.Server` would start (one greenlet per
+    connection) is never created.
+    """
+
+    name = "gusher-no-reader"
+
+    def __init__(self, target: Any = None) -> None:
+        self.target = target
+
+    def start(self) -> None:
+        """Do nothing: the connection's read watcher owns reading."""
+
+
+def _services() -> SlaveServices:
+    services: SlaveServices = current_app.extensions["gusher.services"]
+    return services
+
+
+def _client_address(services: SlaveServices) -> str:
+    return handshake.client_address(
+        request.remote_addr or "",
+        request.headers.get("X-Forwarded-For", ""),
+        services.settings.trusted_proxy_set,
+    )
+
+
+@bp.before_request
+def authenticate() -> None:
+    """Refuse the client before the upgrade, or keep its identity for the handler."""
+    if request.endpoint != "gusher_slave.websocket":
+        return
+    services = _services()
+    handshake.check_upgrade(request.environ)
+    if services.hub.is_full():
+        raise BackendUnavailable("this worker holds its maximum of connections")
+    g.gusher_identity = handshake.authenticate(
+        services.apps,
+        services.authenticator,
+        (request.view_args or {}).get("app_key", ""),
+        request.args.get("auth", ""),
+        request.headers.get("Origin"),
+        _client_address(services),
+    )
+    # FACTS: simple-websocket accepts permessage-deflate whenever offered,
+    # costing ~95 KB and 2.5x slower sends per connection; never negotiate it.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+@sock.route("/ws/<path:app_key>", bp=bp, endpoint="websocket")
+def websocket(ws: Any, app_key: str) -> None:
+    """Hand the upgraded socket to the Hub; the request greenlet then ends."""
+    identity: Identity = g.gusher_identity
+    ws.connected = False  # flask-sock's close() must never write to this socket
+    fd = ws.sock.detach()  # and gunicorn's close() must not close it
+    raw = _socket.socket(fileno=fd)
+    hub = _services().hub
+    session = None
+    try:
+        raw.setblocking(False)
+        session = hub.attach(raw, app_key, identity, GUSHER)
+        hub.follow_user(session)
+    except Exception:
+        # The upgrade is done, so no HTTP error can be sent any more: drop the
+        # socket (the client sees 1006 and reconnects) and keep the worker.
+        log.exception("could not adopt an upgraded connection of app %r", app_key[:100])
+        if session is not None:
+            session.conn.release()
+        else:
+            raw.close()
+        return
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("connected %r from %s", session.conn, _client_address(_services()))
+
+
+@bp.get("/")
+@bp.get("/demo")
+def demo_page() -> Response:
+    """A small page that connects, subscribes and shows pushed messages."""
+    return Response((_STATIC / "demo.html").read_bytes(), mimetype="text/html")
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """Ready when this worker's pub/sub connection is up; 503 otherwise."""
+    services = _services()
+    if not services.subscriber.connected:
+        raise BackendUnavailable("redis pub/sub not connected")
+    return jsonify(status="ok", role="slave", pid=os.getpid(), connections=len(services.hub.sessions))
+
+
+def init_app(app: Flask, services: SlaveServices) -> None:
+    """Attach the WebSocket route, the demo page and the worker's services."""
+    app.extensions["gusher.services"] = services
+    app.config["SOCK_SERVER_OPTIONS"] = {"thread_class": _NoReaderThread}
+    app.register_blueprint(bp)

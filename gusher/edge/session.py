@@ -1,0 +1,195 @@
+"""One client's protocol state: who it is, what it speaks, and its commands, in order.
+
+The connection hands every complete message to its session from the event
+loop, where nothing may block. The session parses it with its protocol,
+applies the rate limit, and queues the command; the queue runs in the
+worker's task pool, one command after the other, so a command may wait
+(for its subscription to take effect, later for Redis) and each client's
+replies still come in the order of its commands. Error replies to messages
+that are not commands take their turn in the same queue.
+
+A session holds no greenlet while idle: its queue exists only while it has
+commands to run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+from gusher.config import Settings
+from gusher.core.identity import Identity
+from gusher.core.metrics import Metrics
+from gusher.edge.connection import Connection, Message, RawSocket, SocketContext
+from gusher.edge.tasks import TaskPool
+from gusher.wire import frames
+from gusher.wire.base import ClientProtocol, Command, CommandError, Disconnect, Ping, Subscribe, Unsubscribe
+
+log = logging.getLogger(__name__)
+
+
+class SessionOwner(Protocol):
+    """What a session needs of its worker (the hub)."""
+
+    settings: Settings
+    metrics: Metrics
+    pool: TaskPool
+    sockets: SocketContext
+    max_queued_commands: int
+
+    def subscribe(self, session: Session, channel: str) -> str:
+        """Subscribe `session` to `channel`, waiting until it takes effect; "" or why not."""
+
+    def unsubscribe(self, session: Session, channel: str) -> bool:
+        """Unsubscribe `session` from `channel`; False if it was not subscribed."""
+
+    def forget(self, session: Session) -> None:
+        """`session` closes: deliver nothing more to it."""
+
+    def discard(self, session: Session) -> None:
+        """`session`'s socket is gone."""
+
+
+class Session:
+    """One client of the worker: its connection, identity, protocol and command queue."""
+
+    __slots__ = ("_commands", "_owner", "_tokens", "_tokens_at", "app_key", "conn", "identity", "protocol")
+
+    def __init__(
+        self, owner: SessionOwner, sock: RawSocket, app_key: str, identity: Identity, protocol: ClientProtocol
+    ) -> None:
+        self._owner = owner
+        self.app_key = app_key
+        self.identity = identity
+        self.protocol = protocol
+        self._tokens = float(owner.settings.max_command_burst)
+        self._tokens_at = time.monotonic()
+        # Commands (and queued replies) not yet run; None while no task is scheduled.
+        self._commands: list[Command | bytes] | None = None
+        self.conn = Connection(owner.sockets, sock, self)
+        greeting = protocol.greeting()
+        if greeting:
+            self.conn.send(greeting)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.protocol.name} app={self.app_key!r} user={self.identity.user_id!r}>"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the client still receives what is sent to it."""
+        return self.conn.is_open
+
+    def send(self, data: bytes) -> None:
+        """Write complete frames to the client now."""
+        self.conn.send(data)
+
+    def disconnect(self, why: Disconnect, at_once: bool = False) -> None:
+        """Close with the code this protocol gives `why`; `at_once` skips the closing handshake."""
+        code, reason = self.protocol.close_reason(why)
+        if at_once:
+            self.conn.abort(code, reason)
+        else:
+            self.conn.close(code, reason)
+
+    # -- what the connection tells us (event loop: never block) ----------------
+
+    def on_message(self, message: Message) -> None:
+        """Parse one message and queue it, or queue the reply that says why not."""
+        if isinstance(message, frames.BinaryMessage):
+            self._reply(self.protocol.binary_refused())
+            return
+        if not self._take_token():
+            self._owner.metrics.rate_limited += 1
+            self.disconnect(Disconnect.RATE_LIMITED)
+            return
+        try:
+            command = self.protocol.parse(message.data)
+        except CommandError as exc:
+            self._reply(exc.reply)
+            return
+        self._enqueue(command)
+
+    def on_closing(self) -> None:
+        """Nothing more is delivered; queued commands are dropped by the running task."""
+        self._owner.forget(self)
+
+    def on_released(self) -> None:
+        """The socket is gone."""
+        self._owner.discard(self)
+
+    def on_backlog_full(self) -> None:
+        """The client does not read what it is sent: cut it off, never wait for it."""
+        self._owner.metrics.slow_consumer_drops += 1
+        self.disconnect(Disconnect.SLOW_CONSUMER, at_once=True)
+
+    def _take_token(self) -> bool:
+        """Token bucket: `max_command_burst` at once, `max_commands_per_second` after."""
+        settings = self._owner.settings
+        now = self.conn.last_heard  # set by the read that delivered this command
+        tokens = self._tokens + (now - self._tokens_at) * settings.max_commands_per_second
+        self._tokens_at = now
+        self._tokens = min(tokens, float(settings.max_command_burst)) - 1
+        return self._tokens >= 0
+
+    # -- the queue ---------------------------------------------------------------
+
+    def _reply(self, frame: bytes) -> None:
+        """Send `frame` after the replies of the commands still queued."""
+        if self._commands is None:
+            self.conn.send(frame)
+        else:
+            self._enqueue(frame)
+
+    def _enqueue(self, item: Command | bytes) -> None:
+        commands = self._commands
+        if commands is None:
+            self._commands = [item]
+            self._owner.pool.schedule(self._run)
+        elif len(commands) >= self._owner.max_queued_commands:
+            self.disconnect(Disconnect.TOO_MANY_COMMANDS)
+        else:
+            commands.append(item)
+
+    def _run(self) -> None:
+        """In the task pool: run queued commands in order until none is left."""
+        commands = self._commands
+        try:
+            while commands and self.conn.is_open:
+                item = commands.pop(0)
+                if isinstance(item, bytes):
+                    self.conn.send(item)
+                    continue
+                try:
+                    self._execute(item)
+                except Exception:  # a bug in one command must not cost the worker
+                    log.exception("running %r for %r failed", item, self)
+                    self.conn.close(frames.CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            self._commands = None
+
+    # -- the commands ------------------------------------------------------------
+
+    def _execute(self, command: Command) -> None:
+        if isinstance(command, Subscribe):
+            self._subscribe(command)
+        elif isinstance(command, Unsubscribe):
+            self._unsubscribe(command)
+        elif isinstance(command, Ping):
+            self.conn.send(self.protocol.pong(command))
+
+    def _subscribe(self, command: Subscribe) -> None:
+        if not self.identity.allows(command.channel):
+            self.conn.send(self.protocol.subscribe_refused(command, "channel not allowed"))
+            return
+        refusal = self._owner.subscribe(self, command.channel)
+        if refusal:
+            self.conn.send(self.protocol.subscribe_refused(command, refusal))
+        else:
+            self.conn.send(self.protocol.subscribed(command))
+
+    def _unsubscribe(self, command: Unsubscribe) -> None:
+        if self._owner.unsubscribe(self, command.channel):
+            self.conn.send(self.protocol.unsubscribed(command))
+        else:
+            self.conn.send(self.protocol.unsubscribe_refused(command, "not subscribed"))

@@ -1,0 +1,125 @@
+"""What every client protocol is: bytes in → commands, a Publication → bytes out.
+
+A protocol is one stateless object, shared by all connections that speak it
+(per-connection state lives in the edge's session). It turns a client's text
+message into one of the protocol-neutral commands below, and every reply,
+publication and keep-alive into complete WebSocket frames, so the edge only
+moves bytes. The hub encodes each publication once per protocol that has
+subscribers on its channel and writes those same bytes to all of them.
+
+Adding a protocol (e.g. Pusher's): subclass `ClientProtocol`, map its
+messages onto these commands (add a command where none fits), and give it a
+route in `gusher.edge.routes`.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Union
+
+from gusher.core.publication import Publication
+from gusher.errors import GusherError
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Start receiving `channel`; `id` is the client's request id, echoed in the reply."""
+
+    id: Any
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Stop receiving `channel`."""
+
+    id: Any
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """An application-level ping, answered with a pong."""
+
+    id: Any
+
+
+Command = Union[Subscribe, Unsubscribe, Ping]  # noqa: UP007 - a runtime alias on 3.10
+
+
+class CommandError(GusherError):
+    """A client message that gets an error reply instead of being carried out.
+
+    Attributes:
+        reply: the complete frame to send back.
+    """
+
+    def __init__(self, reason: str, reply: bytes) -> None:
+        super().__init__(reason)
+        self.reply = reply
+
+
+class Disconnect(enum.Enum):
+    """Why the server ends a connection; each protocol has its own close code for each."""
+
+    SHUTDOWN = "server shutting down"
+    RATE_LIMITED = "command rate limit exceeded"
+    TOO_MANY_COMMANDS = "too many commands in flight"
+    SLOW_CONSUMER = "too slow: output buffer full"
+    PING_TIMEOUT = "ping timeout"
+
+
+class ClientProtocol(ABC):
+    """One client protocol, sans-I/O. Every method returns complete frames."""
+
+    name: str
+
+    @abstractmethod
+    def parse(self, text: bytes) -> Command:
+        """Turn one text message (valid UTF-8) into a command.
+
+        Raises:
+            CommandError: the message is not a usable command; `reply` says why.
+        """
+
+    @abstractmethod
+    def greeting(self) -> bytes:
+        """Frames sent when a connection opens (b"" when the protocol sends none)."""
+
+    @abstractmethod
+    def publication(self, publication: Publication) -> bytes:
+        """The frame carrying `publication` to a subscriber."""
+
+    @abstractmethod
+    def subscribed(self, command: Subscribe) -> bytes:
+        """The reply to a subscribe that took effect."""
+
+    @abstractmethod
+    def subscribe_refused(self, command: Subscribe, reason: str) -> bytes:
+        """The reply to a subscribe that did not."""
+
+    @abstractmethod
+    def unsubscribed(self, command: Unsubscribe) -> bytes:
+        """The reply to an unsubscribe that took effect."""
+
+    @abstractmethod
+    def unsubscribe_refused(self, command: Unsubscribe, reason: str) -> bytes:
+        """The reply to an unsubscribe that did not."""
+
+    @abstractmethod
+    def pong(self, command: Ping) -> bytes:
+        """The reply to an application-level ping."""
+
+    @abstractmethod
+    def binary_refused(self) -> bytes:
+        """The reply to a binary message."""
+
+    @abstractmethod
+    def keepalive(self) -> bytes:
+        """What the server sends to a quiet client to learn whether it is still there."""
+
+    @abstractmethod
+    def close_reason(self, why: Disconnect) -> tuple[int, str]:
+        """The close code and reason this protocol's clients expect for `why`."""
