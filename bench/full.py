@@ -12,8 +12,8 @@ from typing import Any
 
 from bench import meta, pushapi, report, scenarios
 from bench.clients import ClientPool
+from bench.measure import RESULTS, log, run_system
 from bench.procs import Reaper
-from bench.run import RESULTS, log, run_system
 from bench.scenarios import Plan
 from bench.systems import GusherSystem, Infra, LimitSystem, workers_for
 

@@ -65,8 +65,8 @@ class Session:
         self.protocol = protocol
         self._tokens = float(owner.settings.max_command_burst)
         self._tokens_at = time.monotonic()
-        # Commands (and queued replies) not yet run; None while no task is scheduled.
-        self._commands: list[Command | bytes] | None = None
+        # Commands, replies and a close waiting their turn; None while no task is scheduled.
+        self._commands: list[Command | bytes | Disconnect] | None = None
         self.conn = Connection(owner.sockets, sock, self)
         greeting = protocol.greeting()
         if greeting:
@@ -96,12 +96,19 @@ class Session:
 
     def on_message(self, message: Message) -> None:
         """Parse one message and queue it, or queue the reply that says why not."""
+        commands = self._commands
+        if commands and isinstance(commands[-1], Disconnect):
+            return  # the session closes once the commands before are answered
         if isinstance(message, frames.BinaryMessage):
             self._reply(self.protocol.binary_refused())
             return
         if not self._take_token():
             self._owner.metrics.rate_limited += 1
-            self.disconnect(Disconnect.RATE_LIMITED)
+            # Commands accepted before the flood are still answered, then the close.
+            if commands is None:
+                self.disconnect(Disconnect.RATE_LIMITED)
+            else:
+                commands.append(Disconnect.RATE_LIMITED)
             return
         try:
             command = self.protocol.parse(message.data)
@@ -142,6 +149,7 @@ class Session:
             self._enqueue(frame)
 
     def _enqueue(self, item: Command | bytes) -> None:
+        """Queue `item`; past `max_queued_commands` the client is closed (it floods us)."""
         commands = self._commands
         if commands is None:
             self._commands = [item]
@@ -160,6 +168,9 @@ class Session:
                 if isinstance(item, bytes):
                     self.conn.send(item)
                     continue
+                if isinstance(item, Disconnect):
+                    self.disconnect(item)
+                    break
                 try:
                     self._execute(item)
                 except Exception:  # a bug in one command must not cost the worker

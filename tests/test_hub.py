@@ -1,0 +1,204 @@
+"""The worker's hub, in-process: encode once per protocol, one broker key per channel, delivery.
+
+A real hub with a fake broker subscriber (`tests.inprocess`) and kernel
+socket pairs; no Redis, no gunicorn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import gevent
+import pytest
+
+from gusher.config import Settings
+from gusher.core.publication import Publication
+from gusher.edge import keepalive
+from gusher.keys import user_channel
+from gusher.wire import frames
+from gusher.wire.base import Disconnect
+from gusher.wire.gusher import GusherProtocol
+from tests.inprocess import Worker
+
+
+@pytest.fixture
+def worker() -> Iterator[Worker]:
+    made = Worker()
+    yield made
+    made.close()
+
+
+def subscribe(channel: str) -> dict:
+    return {"event": "gusher.subscribe", "data": {"id": "1", "channel": channel}}
+
+
+class CountingProtocol(GusherProtocol):
+    """A second protocol: gusher's, but it marks its frames and counts its encodings."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def publication(self, publication: Publication) -> bytes:
+        self.encoded += 1
+        return frames.encode_text(b"counted:" + publication.payload)
+
+
+def test_each_publication_is_encoded_once_per_protocol_with_subscribers(worker: Worker) -> None:
+    """Two protocols on one channel: one encoding each, whatever their subscriber counts."""
+    counting = CountingProtocol()
+    gusher_peers = [worker.connect(user=f"g{i}")[1] for i in range(3)]
+    counting_peers = [worker.connect(user=f"c{i}", protocol=counting)[1] for i in range(4)]
+    for peer in gusher_peers + counting_peers:
+        peer.send(subscribe("news"))
+    for peer in gusher_peers + counting_peers:
+        assert peer.messages()[0]["event"] == "gusher.subscribe_succeeded"
+    message = {"channel": "news", "event": "e", "data": 1}
+    worker.subscriber.publish("app@news", message, message)
+    assert counting.encoded == 2  # two publications, one encoding each
+    for peer in gusher_peers:
+        assert peer.messages() == [message, message]
+    for peer in counting_peers:
+        assert [payload[:8] for _, payload in peer.frames()] == [b"counted:", b"counted:"]
+    assert worker.metrics.deliveries == 2 * 7
+    worker.subscriber.publish("app@other", message)  # nobody subscribed: nothing encoded
+    assert counting.encoded == 2
+
+
+def test_a_burst_reaches_each_subscriber_in_one_write_in_order(worker: Worker) -> None:
+    """A batch of one channel is joined into one buffer: one send per subscriber, in publish order."""
+    session, peer = worker.connect()
+    peer.send(subscribe("news"))
+    peer.messages()
+    sends = []
+    real = session.conn._sock
+    session.conn._sock = _Recording(real, sends)  # type: ignore[assignment]
+    burst = [{"channel": "news", "event": "e", "data": n} for n in range(20)]
+    worker.subscriber.publish("app@news", *burst)
+    session.conn._sock = real
+    assert len(sends) == 1
+    assert peer.messages() == burst
+
+
+class _Recording:
+    """A socket stand-in that records each send and passes it on."""
+
+    def __init__(self, sock, sends: list) -> None:
+        self._sock, self._sends = sock, sends
+
+    def send(self, data: bytes) -> int:
+        self._sends.append(data)
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def test_a_key_is_released_after_its_last_local_subscriber_only(worker: Worker) -> None:
+    """The hub wants a channel's key while any local client has it, and releases it after the last."""
+    first, peer1 = worker.connect(user="a")
+    _, peer2 = worker.connect(user="b")
+    peer1.send(subscribe("news"))
+    peer2.send(subscribe("news"))
+    peer1.messages(), peer2.messages()
+    assert "app@news" in worker.subscriber.active
+    peer2.send({"event": "gusher.unsubscribe", "data": {"id": "1", "channel": "news"}})
+    assert peer2.messages()[0]["event"] == "gusher.unsubscribe_succeeded"
+    assert "app@news" in worker.subscriber.wanted
+    first.conn.release()  # the last subscriber disconnects
+    assert "app@news" not in worker.subscriber.wanted
+    assert worker.metrics.connections_total == 2
+
+
+def test_a_message_after_subscribe_succeeded_always_arrives(worker: Worker) -> None:
+    """Publications on the key right after the reply reach the new subscriber; earlier ones never do."""
+    _, peer = worker.connect()
+    worker.subscriber.want("app@news")
+    worker.subscriber.confirm("app@news")  # another client keeps the key active already
+    worker.subscriber.publish("app@news", {"channel": "news", "event": "before", "data": 0})
+    peer.send(subscribe("news"))
+    assert peer.messages()[0]["event"] == "gusher.subscribe_succeeded"
+    worker.subscriber.publish("app@news", {"channel": "news", "event": "after", "data": 1})
+    assert [m["event"] for m in peer.messages()] == ["after"]
+
+
+def test_user_pushes_reach_every_connection_of_the_user(worker: Worker) -> None:
+    """A connection follows its user's channel from the start, without subscribing to it."""
+    _, mine1 = worker.connect(user="u1")
+    _, mine2 = worker.connect(user="u1")
+    _, theirs = worker.connect(user="u2")
+    gevent.sleep(0.01)
+    assert worker.subscriber.want_calls.count(user_channel("app", "u1")) == 1
+    message = {"channel": "gusher.user", "event": "note", "data": "hi"}
+    worker.subscriber.publish(user_channel("app", "u1"), message)
+    assert mine1.messages() == [message] and mine2.messages() == [message]
+    assert theirs.messages() == []
+
+
+def test_presence_reads_open_connections_and_subscribers(worker: Worker) -> None:
+    """online_users leaves closing connections out; subscriber_users counts a key's local clients."""
+    _, p1 = worker.connect(user="u1")
+    s2, p2 = worker.connect(user="u2")
+    for peer in (p1, p2):
+        peer.send(subscribe("lobby"))
+        peer.messages()
+    s2.conn.close(1000, "bye")  # closing: its user is gone already
+    assert worker.hub.online_users() == [("app", "u1")]
+    assert worker.hub.subscriber_users("app@lobby") == (1, ["u1"])
+    assert "app@lobby" in worker.hub.subscribed_keys()
+
+
+def test_a_slow_consumer_is_cut_off_and_counted_without_slowing_others() -> None:
+    """A client that reads nothing is closed past max_pending_bytes; one that reads gets everything."""
+    worker = Worker(Settings(max_pending_bytes=200_000))
+    try:
+        slow, slow_peer = worker.connect(user="slow")
+        _, fast_peer = worker.connect(user="fast")
+        for peer in (slow_peer, fast_peer):
+            peer.send(subscribe("news"))
+            peer.messages()
+        big = {"channel": "news", "event": "e", "data": "x" * 50_000}
+        received = 0
+        for _ in range(40):  # 2 MB, far more than the kernel buffers plus 200 KB
+            worker.subscriber.publish("app@news", big)
+            received += len(fast_peer.messages(wait=0.001))
+        received += len(fast_peer.messages())
+        assert not slow.is_open and worker.metrics.slow_consumer_drops == 1
+        assert received == 40
+    finally:
+        worker.close()
+
+
+def test_shutdown_closes_every_client_with_1001(worker: Worker) -> None:
+    """close_all uses the protocol's code for a shutdown: clients reconnect elsewhere."""
+    _, peer = worker.connect()
+    worker.hub.close_all(Disconnect.SHUTDOWN)
+    ((opcode, payload),) = peer.frames()
+    assert opcode == frames.OP_CLOSE and payload[:2] == (1001).to_bytes(2, "big")
+
+
+def test_keepalive_pings_quiet_clients_and_drops_dead_ones(worker: Worker) -> None:
+    """A quiet client gets a ping; still quiet after the timeout, it is dropped and counted."""
+    session, peer = worker.connect()
+    settings, now = worker.settings, session.conn.last_heard
+    keepalive.sweep([session], now + settings.ping_interval + 1, settings, worker.metrics)
+    assert peer.frames() == [(frames.OP_PING, b"")]
+    keepalive.sweep(
+        [session], now + settings.ping_interval + settings.ping_timeout + 2, settings, worker.metrics
+    )
+    assert not session.is_open and worker.metrics.ping_timeouts == 1
+    assert session.conn not in worker.hub.sessions
+
+
+def test_keepalive_finishes_a_close_the_client_never_answers(worker: Worker) -> None:
+    """After our Close, a client silent for close_timeout is released."""
+    session, _ = worker.connect()
+    session.conn.close(1000, "bye")
+    keepalive.sweep(
+        [session],
+        session.conn.closing_since + worker.settings.close_timeout + 1,
+        worker.settings,
+        worker.metrics,
+    )
+    assert session.conn not in worker.hub.sessions
