@@ -7,7 +7,7 @@
   the demo app `demo` whose webhook allows the channel `demo`, a master and a
   slave; it prints the demo page's address and a curl line that pushes to it.
 - `gusher sign --secret-file F [--json BODY] URL` prints a signed curl line
-  for an app that has a `secret` (see `gusher.signing`).
+  for an app that has a `secret` (see `gusher.core.signing`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from gusher.config import load_settings, parse_listen
 from gusher.core import signing
+from gusher.embedded import EmbeddedRedis, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,40 +59,77 @@ class _DemoWebhook(BaseHTTPRequestHandler):
         """Quiet: the demo prints its own summary."""
 
 
-def _up(args: argparse.Namespace) -> int:
-    from gusher.broker.factory import create_broker
-    from gusher.embedded import EmbeddedRedis, free_port, wait_for_port
+class _LocalRun:
+    """What `gusher up` starts, in order, and stops in reverse: Redis, the demo webhook, both roles."""
 
-    settings = load_settings()
-    _, master_port = parse_listen(settings.master_api_listen)
-    _, slave_port = parse_listen(settings.api_listen)
-    env = dict(os.environ)
-    embedded: EmbeddedRedis | None = None
-    webhook: ThreadingHTTPServer | None = None
-    children: list[subprocess.Popen[bytes]] = []
-    # SIGTERM ends the run like Ctrl-C: through `finally`, which stops everything.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        if not settings.redis_addr:
-            embedded = EmbeddedRedis().start()
-            env["REDIS_ADDR"] = embedded.addr
-            print(f"embedded Redis-compatible server on {embedded.addr}")
-        redis_addr = env.get("REDIS_ADDR") or settings.redis_addr
-        webhook = ThreadingHTTPServer(("127.0.0.1", free_port()), _DemoWebhook)
-        threading.Thread(target=webhook.serve_forever, daemon=True).start()
-        webhook_url = f"http://127.0.0.1:{webhook.server_address[1]}/auth"
-        create_broker(load_settings(environ=env), "gusher-up").apps.save("demo", {"url": webhook_url})
+    def __init__(self) -> None:
+        self.settings = load_settings()
+        self.env = dict(os.environ)
+        self.embedded: EmbeddedRedis | None = None
+        self.webhook: ThreadingHTTPServer | None = None
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start_redis(self) -> str:
+        """An embedded server unless `REDIS_ADDR` names one; its address."""
+        if not self.settings.redis_addr:
+            self.embedded = EmbeddedRedis().start()
+            self.env["REDIS_ADDR"] = self.embedded.addr
+            print(f"embedded Redis-compatible server on {self.embedded.addr}")
+        return self.env.get("REDIS_ADDR") or self.settings.redis_addr
+
+    def start_demo_app(self) -> None:
+        """The demo webhook in a thread, and the app `demo` pointing at it."""
+        from gusher.broker.factory import create_broker  # redis-py: not for `gusher sign`
+
+        self.webhook = ThreadingHTTPServer(("127.0.0.1", free_port()), _DemoWebhook)
+        threading.Thread(target=self.webhook.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{self.webhook.server_address[1]}/auth"
+        create_broker(load_settings(environ=self.env), "gusher-up").apps.save("demo", {"url": url})
+
+    def start_roles(self) -> tuple[int, int]:
+        """Master and slave, each in a session of its own; their ports once both accept."""
         for role in ("master", "slave"):
             # A session of their own: the terminal's Ctrl-C reaches only this
             # supervisor, which then stops them gracefully (SIGTERM: clients get
             # 1001) instead of gunicorn's quick-exit path for SIGINT.
-            children.append(
-                subprocess.Popen(
-                    gunicorn_command(role), cwd=ROOT, env=dict(env, GUSHER_ROLE=role), start_new_session=True
-                )
+            env = dict(self.env, GUSHER_ROLE=role)
+            self.children.append(
+                subprocess.Popen(gunicorn_command(role), cwd=ROOT, env=env, start_new_session=True)
             )
+        _, master_port = parse_listen(self.settings.master_api_listen)
+        _, slave_port = parse_listen(self.settings.api_listen)
         wait_for_port("127.0.0.1", master_port, 30)
         wait_for_port("127.0.0.1", slave_port, 30)
+        return master_port, slave_port
+
+    def wait(self) -> None:
+        """Until a role exits."""
+        while all(child.poll() is None for child in self.children):
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Everything started, gracefully (roles get 15 s), in reverse order."""
+        for child in self.children:
+            child.terminate()
+        for child in self.children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if self.webhook is not None:
+            self.webhook.shutdown()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def _up(args: argparse.Namespace) -> int:
+    run = _LocalRun()
+    # SIGTERM ends the run like Ctrl-C: through `finally`, which stops everything.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        redis_addr = run.start_redis()
+        run.start_demo_app()
+        master_port, slave_port = run.start_roles()
         print(
             f"\ngusher is running (Redis {redis_addr}).\n"
             f"  demo page:   http://127.0.0.1:{slave_port}/demo\n"
@@ -100,23 +138,12 @@ def _up(args: argparse.Namespace) -> int:
             "Ctrl-C stops everything.\n",
             flush=True,
         )
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
+        run.wait()
         return 1
     except (KeyboardInterrupt, SystemExit):
         return 0
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if webhook is not None:
-            webhook.shutdown()
-        if embedded is not None:
-            embedded.stop()
+        run.stop()
 
 
 def sign_command(argv: list[str], now: float | None = None) -> str:

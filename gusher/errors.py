@@ -16,13 +16,15 @@
     ├── Forbidden              known caller, not allowed (e.g. origin)  HTTP 403
     ├── HandshakeError         not a valid WebSocket upgrade            HTTP 400 / 426
     ├── BackendUnavailable     Redis cannot be reached                  HTTP 503
-    └── ProtocolError          a client broke RFC 6455 or our limits    WebSocket close code
+    ├── ProtocolError          a client broke RFC 6455 or our limits    WebSocket close code
+    └── CommandError           a client message that is no command      the protocol's error reply
 
 Errors of lower libraries (redis, requests) are translated where they enter
-(``raise BackendUnavailable(...) from exc``), so the rest of the code speaks
-only this vocabulary. `gusher.master` and `gusher.slave` map an error to an
-HTTP response with `http_status` and `payload()`; the connection maps a
-`ProtocolError` to a Close frame with its `close_code`.
+(``raise BackendUnavailable(...) from exc`` in `gusher.broker`), so the rest
+of the code speaks only this vocabulary. `gusher.app` maps an error to an
+HTTP response with `http_status` and `payload()`; the connection
+(`gusher.edge.connection`) maps a `ProtocolError` to a Close frame with its
+`close_code`, and a session sends a `CommandError`'s `reply`.
 """
 
 from __future__ import annotations
@@ -116,3 +118,15 @@ class ProtocolError(GusherError):
     def __init__(self, close_code: int, reason: str) -> None:
         super().__init__(reason)
         self.close_code = close_code
+
+
+class CommandError(GusherError):
+    """A client message that gets an error reply instead of being carried out.
+
+    Attributes:
+        reply: what to send back, in the client's protocol.
+    """
+
+    def __init__(self, reason: str, reply: bytes) -> None:
+        super().__init__(reason)
+        self.reply = reply

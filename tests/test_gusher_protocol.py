@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gusher.core.publication import Publication
+from gusher.errors import CommandError
 from gusher.wire import frames
-from gusher.wire.base import CommandError, Disconnect, Ping, Subscribe, Unsubscribe
+from gusher.wire.base import Disconnect, Ping, Subscribe, Unsubscribe
 from gusher.wire.gusher import GUSHER, parse_command
 from tests.inprocess import server_frames
 

@@ -202,3 +202,19 @@ def test_keepalive_finishes_a_close_the_client_never_answers(worker: Worker) -> 
         worker.metrics,
     )
     assert session.conn not in worker.hub.sessions
+
+
+class GreetingProtocol(GusherProtocol):
+    """gusher's protocol with a greeting, as Pusher's `connection_established`."""
+
+    name = "greeting"
+
+    def greeting(self) -> bytes:
+        return frames.encode_text(b'{"event":"hello"}')
+
+
+def test_a_protocols_greeting_is_the_first_frame(worker: Worker) -> None:
+    """A connection of a protocol that greets gets the greeting before anything else."""
+    _, peer = worker.connect(protocol=GreetingProtocol())
+    peer.send({"event": "gusher.ping", "data": {"id": 1}})
+    assert [m["event"] for m in peer.messages()] == ["hello", "gusher.pong"]

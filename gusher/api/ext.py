@@ -56,7 +56,7 @@ def push_user(app_key: str, user_id: str) -> Any:
     return jsonify(user_id=user_id, channel=channel, event=event, data=data)
 
 
-def _listed_app(app_key: str) -> presence.AppPresence:
+def _presence_of(app_key: str) -> presence.AppPresence:
     listed_app(app_key)
     return presence.read(current_broker().status, app_key)
 
@@ -65,7 +65,7 @@ def _listed_app(app_key: str) -> presence.AppPresence:
 def list_channels(app_key: str) -> Any:
     """Occupied channels with subscriber and user counts; `?prefix=` filters by name."""
     prefix = request.args.get("prefix", "")
-    online = _listed_app(app_key)
+    online = _presence_of(app_key)
     channels = {
         name: {"subscription_count": count, "user_count": len(users)}
         for name, (count, users) in sorted(online.channels.items())
@@ -78,7 +78,7 @@ def list_channels(app_key: str) -> Any:
 def show_channel(app_key: str, channel: str) -> Any:
     """One channel's counts (an empty channel is simply unoccupied)."""
     check_name("channel", channel)
-    count, users = _listed_app(app_key).channels.get(channel, (0, set()))
+    count, users = _presence_of(app_key).channels.get(channel, (0, set()))
     return jsonify(channel=channel, occupied=count > 0, subscription_count=count, user_count=len(users))
 
 
@@ -86,14 +86,14 @@ def show_channel(app_key: str, channel: str) -> Any:
 def list_channel_users(app_key: str, channel: str) -> Any:
     """The users subscribed to `channel`."""
     check_name("channel", channel)
-    _, users = _listed_app(app_key).channels.get(channel, (0, set()))
+    _, users = _presence_of(app_key).channels.get(channel, (0, set()))
     return jsonify(users=[{"id": user} for user in sorted(users)])
 
 
 @ext.get("/apps/<app_key>/users")
 def list_users(app_key: str) -> Any:
     """The users online in the app, with their connection counts."""
-    users = _listed_app(app_key).users
+    users = _presence_of(app_key).users
     return jsonify(users=[{"id": user, "connections": n} for user, n in sorted(users.items())])
 
 

@@ -1,6 +1,6 @@
 """Who may call the master: app signatures, the bearer secret, the admin token.
 
-The Flask side of `gusher.signing`: it takes the method, path, query, body
+The Flask side of `gusher.core.signing`: it takes the method, path, query, body
 and headers of the current request and decides, raising `SignatureError`
 (401) when the caller has not proved enough.
 

@@ -84,6 +84,7 @@ class Hub:
         session = Session(self, sock, sys.intern(app_key), identity, protocol)
         self.sessions[session.conn] = session
         self.metrics.connections_total += 1
+        session.greet()  # may find the peer gone: the session is known by then, so it is discarded
         return session
 
     def is_full(self) -> bool:

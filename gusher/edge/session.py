@@ -23,8 +23,9 @@ from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
 from gusher.edge.connection import Connection, Message, RawSocket, SocketContext
 from gusher.edge.tasks import TaskPool
+from gusher.errors import CommandError
 from gusher.wire import frames
-from gusher.wire.base import ClientProtocol, Command, CommandError, Disconnect, Ping, Subscribe, Unsubscribe
+from gusher.wire.base import ClientProtocol, Command, Disconnect, Ping, Subscribe, Unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +69,20 @@ class Session:
         # Commands, replies and a close waiting their turn; None while no task is scheduled.
         self._commands: list[Command | bytes | Disconnect] | None = None
         self.conn = Connection(owner.sockets, sock, self)
-        greeting = protocol.greeting()
-        if greeting:
-            self.conn.send(greeting)
 
     def __repr__(self) -> str:
         return f"<Session {self.protocol.name} app={self.app_key!r} user={self.identity.user_id!r}>"
+
+    def greet(self) -> None:
+        """Send what the protocol sends a new connection (once its owner knows the session)."""
+        greeting = self.protocol.greeting()
+        if greeting:
+            self.conn.send(greeting)
 
     @property
     def is_open(self) -> bool:
         """Whether the client still receives what is sent to it."""
         return self.conn.is_open
-
-    def send(self, data: bytes) -> None:
-        """Write complete frames to the client now."""
-        self.conn.send(data)
 
     def disconnect(self, why: Disconnect, at_once: bool = False) -> None:
         """Close with the code this protocol gives `why`; `at_once` skips the closing handshake."""

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from gusher.core.publication import Publication
-from gusher.errors import GusherError
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +48,6 @@ class Ping:
 Command = Union[Subscribe, Unsubscribe, Ping]  # noqa: UP007 - a runtime alias on 3.10
 
 
-class CommandError(GusherError):
-    """A client message that gets an error reply instead of being carried out.
-
-    Attributes:
-        reply: the complete frame to send back.
-    """
-
-    def __init__(self, reason: str, reply: bytes) -> None:
-        super().__init__(reason)
-        self.reply = reply
-
-
 class Disconnect(enum.Enum):
     """Why the server ends a connection; each protocol has its own close code for each."""
 
@@ -81,7 +68,8 @@ class ClientProtocol(ABC):
         """Turn one text message (valid UTF-8) into a command.
 
         Raises:
-            CommandError: the message is not a usable command; `reply` says why.
+            gusher.errors.CommandError: the message is not a usable command;
+                its `reply` (complete frames) says why.
         """
 
     @abstractmethod

@@ -21,13 +21,12 @@ from typing import Any
 import orjson
 
 from gusher.core.publication import Publication
-from gusher.errors import InvalidName
+from gusher.errors import CommandError, InvalidName
 from gusher.keys import check_name
 from gusher.wire import frames
 from gusher.wire.base import (
     ClientProtocol,
     Command,
-    CommandError,
     Disconnect,
     Ping,
     Subscribe,
