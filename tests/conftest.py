@@ -14,6 +14,7 @@ import pytest
 import redis as redis_lib
 
 from gusher.embedded import EmbeddedRedis
+from tests.inprocess import Worker
 from tests.support import Client, GunicornProcess, Webhook, new_app_key
 
 
@@ -73,3 +74,11 @@ def clients() -> Iterator[list[Client]]:
     yield opened
     for client in opened:
         client.close()
+
+
+@pytest.fixture
+def worker() -> Iterator[Worker]:
+    """An in-process slave worker: a real hub, a fake broker that confirms at once, no Redis."""
+    made = Worker()
+    yield made
+    made.close()

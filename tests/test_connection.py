@@ -6,20 +6,10 @@ every protocol; only complete data messages reach the session.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import gevent
-import pytest
 
 from gusher.wire import frames
 from tests.inprocess import Worker, client_frame
-
-
-@pytest.fixture
-def worker() -> Iterator[Worker]:
-    made = Worker()
-    yield made
-    made.close()
 
 
 def test_a_ping_is_answered_with_its_payload(worker: Worker) -> None:

@@ -6,10 +6,7 @@ socket pairs; no Redis, no gunicorn.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import gevent
-import pytest
 
 from gusher.config import Settings
 from gusher.core.publication import Publication
@@ -19,13 +16,6 @@ from gusher.wire import frames
 from gusher.wire.base import Disconnect
 from gusher.wire.gusher import GusherProtocol
 from tests.inprocess import Worker
-
-
-@pytest.fixture
-def worker() -> Iterator[Worker]:
-    made = Worker()
-    yield made
-    made.close()
 
 
 def subscribe(channel: str) -> dict:

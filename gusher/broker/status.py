@@ -38,15 +38,11 @@ class RedisStatus:
 
     def heartbeat_reports(self, slave_id: str) -> Mapping[bytes, bytes]:
         """HGETALL of the slave's hash."""
-        with translate_errors():
-            return cast(Mapping[bytes, bytes], self._client.hgetall(slave_key(slave_id)))
+        return self._fields(slave_key(slave_id))
 
     def delete_heartbeat_reports(self, slave_id: str, workers: Iterable[bytes]) -> None:
         """HDEL dead workers' fields."""
-        fields = list(workers)
-        if fields:
-            with translate_errors():
-                self._client.hdel(slave_key(slave_id), *fields)
+        self._delete_fields(slave_key(slave_id), workers)
 
     def remove_heartbeat(self, slave_id: str, worker_id: str) -> None:
         """HDEL this worker's field; drop the slave from the index once its hash is empty."""
@@ -84,12 +80,18 @@ class RedisStatus:
 
     def presence_reports(self, app_key: str) -> Mapping[bytes, bytes]:
         """HGETALL of the app's presence hash."""
-        with translate_errors():
-            return cast(Mapping[bytes, bytes], self._client.hgetall(presence_key(app_key)))
+        return self._fields(presence_key(app_key))
 
     def delete_presence_reports(self, app_key: str, workers: Iterable[bytes]) -> None:
         """HDEL dead workers' fields."""
-        fields = list(workers)
-        if fields:
+        self._delete_fields(presence_key(app_key), workers)
+
+    def _fields(self, key: str) -> Mapping[bytes, bytes]:
+        with translate_errors():
+            return cast(Mapping[bytes, bytes], self._client.hgetall(key))
+
+    def _delete_fields(self, key: str, fields: Iterable[bytes]) -> None:
+        names = list(fields)
+        if names:
             with translate_errors():
-                self._client.hdel(presence_key(app_key), *fields)
+                self._client.hdel(key, *names)
