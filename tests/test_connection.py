@@ -36,7 +36,7 @@ def test_a_protocol_violation_closes_with_the_rfc_code(worker: Worker) -> None:
     peer.send_raw(frames.encode_text(b'{"event":"gusher.ping"}'))  # server framing: unmasked
     ((opcode, payload),) = peer.frames()
     assert opcode == frames.OP_CLOSE and payload[:2] == (1002).to_bytes(2, "big")
-    assert not session.is_open
+    assert not session.is_open and worker.metrics.protocol_errors == 1
 
 
 def test_a_fragmented_message_reaches_the_session_whole(worker: Worker) -> None:
@@ -50,3 +50,14 @@ def test_a_fragmented_message_reaches_the_session_whole(worker: Worker) -> None:
     peer.send_raw(client_frame(text[10:], frames.OP_CONTINUATION))
     assert peer.messages() == [{"event": "gusher.pong", "data": {"id": "f"}}]
     assert session.conn._reader is None  # an idle connection holds no reader
+
+
+def test_a_flood_of_empty_fragments_is_closed_and_counted(worker: Worker) -> None:
+    """Issue 17 #1: empty continuation frames past the fragment bound close with 1009, counted."""
+    session, peer = worker.connect()
+    peer.send_raw(client_frame(b"", frames.OP_TEXT, fin=False))
+    flood = client_frame(b"", frames.OP_CONTINUATION, fin=False) * 2000  # 12 KB on the wire
+    peer.send_raw(flood)
+    ((opcode, payload),) = peer.frames()
+    assert opcode == frames.OP_CLOSE and payload[:2] == (1009).to_bytes(2, "big") and b"fragments" in payload
+    assert not session.is_open and worker.metrics.protocol_errors == 1

@@ -146,3 +146,23 @@ def test_close_frame_ends_the_stream() -> None:
     )
     assert frames.FrameReader(1024).feed(wire) == [frames.Close(1000, "bye")]
     assert frames.FrameReader(1024).feed(client_frame(frames.OP_CLOSE, b"")) == [frames.Close(1005, "")]
+
+
+def test_empty_fragments_are_bounded_in_number() -> None:
+    """Issue 17 #1: millions of empty continuation frames cannot grow a worker; past the bound, 1009."""
+    limit = 4096 // frames.FRAGMENT_BYTES
+    reader = frames.FrameReader(4096)
+    reader.feed(client_frame(frames.OP_TEXT, b"", fin=False))
+    reader.feed(client_frame(frames.OP_CONTINUATION, b"", fin=False) * (limit - 1))
+    with pytest.raises(ProtocolError) as raised:
+        reader.feed(client_frame(frames.OP_CONTINUATION, b"", fin=False))
+    assert raised.value.close_code == 1009 and "fragments" in raised.value.reason
+
+
+def test_a_message_in_the_most_fragments_allowed_arrives() -> None:
+    """As many fragments as the bound allows still make one message."""
+    limit = 4096 // frames.FRAGMENT_BYTES
+    wire = client_frame(frames.OP_TEXT, b"a", fin=False)
+    wire += client_frame(frames.OP_CONTINUATION, b"b", fin=False) * (limit - 2)
+    wire += client_frame(frames.OP_CONTINUATION, b"c")
+    assert frames.FrameReader(4096).feed(wire) == [frames.TextMessage(b"a" + b"b" * (limit - 2) + b"c")]

@@ -156,6 +156,14 @@ def test_a_slow_consumer_is_cut_off_and_counted_without_slowing_others() -> None
         received += len(fast_peer.messages())
         assert not slow.is_open and worker.metrics.slow_consumer_drops == 1
         assert received == 40
+        # Issue 17 #8: what the cut client reads is whole frames, then the close frame with 1008.
+        got: list = []
+        for _ in range(100):
+            got += slow_peer.frames()  # server_frames fails on a torn frame
+            if got and got[-1][0] == frames.OP_CLOSE:
+                break
+        assert all(opcode == frames.OP_TEXT for opcode, _ in got[:-1]) and len(got) < 40
+        assert got[-1][1][:2] == (1008).to_bytes(2, "big") and b"too slow" in got[-1][1]
     finally:
         worker.close()
 

@@ -19,6 +19,7 @@ COUNTERS = {
     "slow_consumer_drops": "clients closed because their output backlog overflowed",
     "ping_timeouts": "clients closed because they did not answer a ping",
     "rate_limited": "clients closed for sending commands too fast",
+    "protocol_errors": "clients closed for breaking RFC 6455 or a message bound",
     "redis_reconnects": "times the pub/sub connection to the broker was re-established",
     "connections_total": "connections accepted since start",
 }
@@ -35,6 +36,7 @@ class Metrics:
     slow_consumer_drops: int
     ping_timeouts: int
     rate_limited: int
+    protocol_errors: int
     redis_reconnects: int
     connections_total: int
 

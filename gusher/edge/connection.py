@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from gusher.core.metrics import Metrics
 from gusher.errors import ProtocolError
 from gusher.wire import frames
 
@@ -59,14 +60,15 @@ class ConnectionHandler(Protocol):
 
 
 class SocketContext:
-    """What every connection of a worker shares: the event loop and the socket bounds."""
+    """What every connection of a worker shares: the event loop, the socket bounds, the counters."""
 
-    __slots__ = ("loop", "max_message_size", "max_pending_bytes")
+    __slots__ = ("loop", "max_message_size", "max_pending_bytes", "metrics")
 
-    def __init__(self, loop: Any, max_message_size: int, max_pending_bytes: int) -> None:
+    def __init__(self, loop: Any, max_message_size: int, max_pending_bytes: int, metrics: Metrics) -> None:
         self.loop = loop
         self.max_message_size = max_message_size
         self.max_pending_bytes = max_pending_bytes
+        self.metrics = metrics
 
 
 class Connection:
@@ -176,10 +178,10 @@ class Connection:
         self._outbox.append(data)
         self._outbox_size += len(data)
         if self._outbox_size > self._context.max_pending_bytes and self.state == OPEN:
-            log.info("closing %r: over %d bytes of output pending", self, self._outbox_size)
+            log.info("cutting %r off: over %d bytes of output pending", self, self._outbox_size)
             self.handler.on_backlog_full()
             if self.state == OPEN:
-                self.abort(frames.CLOSE_POLICY_VIOLATION, "too slow: output buffer full")
+                self.cut_off(frames.CLOSE_POLICY_VIOLATION, "too slow: output buffer full")
 
     def _on_writable(self) -> None:
         outbox = self._outbox
@@ -225,6 +227,8 @@ class Connection:
         try:
             events = reader.feed(data)
         except ProtocolError as exc:
+            self._context.metrics.protocol_errors += 1
+            log.info("closing %r: %s", self, exc.reason)
             self.close(exc.close_code, exc.reason)
             return
         # Kept only while it holds part of a frame or message: an idle
@@ -263,6 +267,21 @@ class Connection:
         self._write(frames.encode_close(code, reason))
         if self.state == CLOSING and self._outbox is None:
             self._half_close()
+
+    def cut_off(self, code: int, reason: str) -> None:
+        """Close a client that does not keep up: drop the output it has not started to receive.
+
+        The chunk being written is finished (every outbox chunk ends at a
+        frame boundary), so the client reads whole frames and then the Close
+        frame with `code`; the rest of the backlog is freed at once. A client
+        that never reads again is released after the close timeout.
+        """
+        if self.state != OPEN:
+            return
+        if self._outbox:
+            del self._outbox[1:]
+            self._outbox_size = len(self._outbox[0])
+        self.close(code, reason)
 
     def abort(self, code: int, reason: str) -> None:
         """Close at once: one try at a Close frame, then drop the socket."""

@@ -59,6 +59,7 @@ class Hub:
             loop if loop is not None else gevent.get_hub().loop,
             settings.max_message_size,
             settings.max_pending_bytes,
+            metrics,
         )
         # Commands a client may have queued: a full burst, plus enough to
         # subscribe to all its allowed channels while the first one waits.

@@ -128,7 +128,7 @@ class Session:
     def on_backlog_full(self) -> None:
         """The client does not read what it is sent: cut it off, never wait for it."""
         self._owner.metrics.slow_consumer_drops += 1
-        self.disconnect(Disconnect.SLOW_CONSUMER, at_once=True)
+        self.conn.cut_off(*self.protocol.close_reason(Disconnect.SLOW_CONSUMER))
 
     def _take_token(self) -> bool:
         """Token bucket: `max_command_burst` at once, `max_commands_per_second` after."""

@@ -34,6 +34,12 @@ CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN_LATER = 1013
 
 _MAX_CONTROL_PAYLOAD = 125
+# A message may come in at most max_message_size / FRAGMENT_BYTES fragments
+# (1,024 at the default 64 KiB): each one held costs a list slot and a bytes
+# object whatever its size. Bounding only the payload let millions of empty
+# continuation frames (6 bytes each on the wire) grow a worker by 117 MB
+# (issue 17).
+FRAGMENT_BYTES = 64
 # Close codes a peer may send (RFC 6455 §7.4.1/§7.4.2).
 _RESERVED_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
 
@@ -224,6 +230,9 @@ class FrameReader:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message before the last one ended")
         if self._fragments_size + length > self.max_message_size:
             raise ProtocolError(CLOSE_MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes")
+        if self._fragments is not None and len(self._fragments) >= self.max_message_size // FRAGMENT_BYTES:
+            limit = self.max_message_size // FRAGMENT_BYTES
+            raise ProtocolError(CLOSE_MESSAGE_TOO_BIG, f"message in more than {limit} fragments")
 
     def _complete(self, opcode: int, fin: int, payload: bytes) -> Event | None:
         """Turn one frame into an event, assembling fragmented messages."""
