@@ -37,6 +37,7 @@ class Settings:
     webhook_timeout: float = 5.0
     webhook_max_body: int = 65536
     webhook_concurrency: int = 64
+    webhook_concurrency_per_app: int = 32
     app_cache_seconds: float = 1.0
     redis_max_connections: int = 16
     max_message_size: int = 65536

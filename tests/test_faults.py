@@ -240,3 +240,52 @@ def _can_connect(slave: GunicornProcess, app_key: str) -> bool:
         return True
     except websocket.WebSocketBadStatusException:
         return False
+
+
+def _handshake_status(port: int, app_key: str, auth: str) -> int:
+    """The HTTP status a raw WebSocket handshake gets; the socket stays open (held) on 101."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    sock.sendall(
+        f"GET /ws/{app_key}?auth={auth} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    status = int(sock.recv(4096).split(b" ", 2)[1])
+    _held.append(sock)
+    return status
+
+
+_held: list[socket.socket] = []
+
+
+def test_concurrent_handshakes_never_exceed_the_connection_limit(redis_server) -> None:
+    """Issue 17 #3: a slot is reserved per handshake in flight, so a slow webhook cannot let a storm
+    past GUSHER_MAX_CONNECTIONS_PER_WORKER; slots of finished handshakes are free again."""
+    slow = Webhook(delay=0.5)
+    app_key = make_app(redis_server, slow)
+    slave = GunicornProcess("slave", redis_server.addr, workers=1, max_connections_per_worker=5).start()
+    try:
+        statuses: list[int] = []
+        threads = [
+            threading.Thread(
+                target=lambda: statuses.append(_handshake_status(slave.port, app_key, allow("u", "c")))
+            )
+            for _ in range(30)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert sorted(statuses) == [101] * 5 + [503] * 25
+        assert requests.get(slave.url + "/healthz", timeout=5).json()["connections"] == 5
+        for sock in _held:
+            sock.close()
+        _held.clear()
+        wait_until(lambda: requests.get(slave.url + "/healthz", timeout=5).json()["connections"] == 0, 10)
+        again = [_handshake_status(slave.port, app_key, allow("u", "c")) for _ in range(6)]
+        assert again == [101] * 5 + [503]
+    finally:
+        for sock in _held:
+            sock.close()
+        _held.clear()
+        slave.stop()
+        slow.shutdown()

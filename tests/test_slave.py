@@ -153,6 +153,36 @@ def test_slow_webhook_is_bounded_and_blocks_nobody(slave, app_key, clients) -> N
     assert fast_seconds < 0.9  # well under the slow webhook's timeout
 
 
+def test_one_apps_hanging_webhook_leaves_other_apps_their_share(redis_server, redis_client, webhook) -> None:
+    """Issue 17 #4: an app whose webhook hangs fills only its own share of the worker's webhook
+    slots; another app's client connects at once instead of waiting for those calls to time out."""
+    slave = GunicornProcess(
+        "slave", redis_server.addr, workers=1, webhook_concurrency=4, webhook_concurrency_per_app=2
+    ).start()
+    hanging, healthy = new_app_key("hang"), new_app_key("ok")
+    redis_client.hset(hanging, "url", webhook.url)
+    redis_client.hset(healthy, "url", webhook.url)
+
+    def hang() -> None:
+        try:  # answered after 3 s, or refused once the webhook timeout passed while it waited
+            Client(slave.ws_url, hanging, "slow:3", timeout=10).close()
+        except (websocket.WebSocketException, OSError):
+            pass
+
+    threads = [threading.Thread(target=hang) for _ in range(12)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)  # every worker slot would be taken by now without a per-app share
+        client = Client(slave.ws_url, healthy, allow("u", "c"), timeout=2)  # the hanging calls take 3 s
+        assert client.subscribe("c")["event"] == "gusher.subscribe_succeeded"
+        client.close()
+    finally:
+        for thread in threads:
+            thread.join(15)
+        slave.stop()
+
+
 @pytest.mark.parametrize(
     "header, value, status",
     [("Sec-WebSocket-Version", "8", 426), ("Sec-WebSocket-Key", "not-base64!", 400)],

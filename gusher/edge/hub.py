@@ -32,6 +32,7 @@ from gusher.core.registry import Registry
 from gusher.edge.connection import Connection, RawSocket, SocketContext
 from gusher.edge.session import Session
 from gusher.edge.tasks import TaskPool
+from gusher.errors import BackendUnavailable
 from gusher.keys import is_targetable_user, pubsub_channel, user_channel
 from gusher.wire.base import ClientProtocol, Disconnect
 
@@ -71,6 +72,7 @@ class Hub:
         self.sessions: dict[Connection, Session] = {}
         # One registry per protocol with subscribers: the fan-out encodes once for each.
         self.registries: dict[ClientProtocol, Registry[Connection]] = {}
+        self.handshakes = 0  # handshakes in flight, each holding a connection slot (`reserve`)
         self._pending: dict[str, int] = {}  # subscribes between `want` and their registration
         self._ready: dict[str, gevent.event.Event] = {}  # keys subscribes wait on
 
@@ -88,9 +90,21 @@ class Hub:
         session.greet()  # may find the peer gone: the session is known by then, so it is discarded
         return session
 
-    def is_full(self) -> bool:
-        """Whether this worker holds its maximum of connections."""
-        return len(self.sessions) >= self.settings.max_connections_per_worker
+    def reserve(self) -> None:
+        """Hold a connection slot for a handshake in flight, or refuse it (503) when none is left.
+
+        The slot is taken before the webhook call and given back by `unreserve`
+        once the handshake is over (`attach` has counted the connection by
+        then): checking only held connections let 600 concurrent handshakes
+        leave a worker limited to 200 holding 264 (issue 17).
+        """
+        if len(self.sessions) + self.handshakes >= self.settings.max_connections_per_worker:
+            raise BackendUnavailable("this worker holds its maximum of connections")
+        self.handshakes += 1
+
+    def unreserve(self) -> None:
+        """A handshake that held a slot is over, upgraded or refused."""
+        self.handshakes -= 1
 
     def forget(self, session: Session) -> None:
         """Stop delivering to `session`: drop its subscriptions."""

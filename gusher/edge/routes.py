@@ -71,8 +71,8 @@ def authenticate() -> None:
         return
     services = _services()
     handshake.check_upgrade(request.environ)
-    if services.hub.is_full():
-        raise BackendUnavailable("this worker holds its maximum of connections")
+    services.hub.reserve()
+    g.gusher_slot = True
     g.gusher_identity = handshake.authenticate(
         services.apps,
         services.authenticator,
@@ -84,6 +84,13 @@ def authenticate() -> None:
     # FACTS: simple-websocket accepts permessage-deflate whenever offered,
     # costing ~95 KB and 2.5x slower sends per connection; never negotiate it.
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+@bp.teardown_request
+def give_back_the_slot(_: BaseException | None) -> None:
+    """The handshake is over: its reserved slot is a connection now, or free again."""
+    if g.pop("gusher_slot", False):
+        _services().hub.unreserve()
 
 
 @sock.route("/ws/<path:app_key>", bp=bp, endpoint="websocket")

@@ -42,7 +42,10 @@ class SlaveServices:
         self.broker = create_broker(settings, "gusher-slave")
         self.apps = AppCache(self.broker.apps, settings.app_cache_seconds)
         self.authenticator = Authenticator(
-            settings.webhook_timeout, settings.webhook_max_body, settings.webhook_concurrency
+            settings.webhook_timeout,
+            settings.webhook_max_body,
+            settings.webhook_concurrency,
+            settings.webhook_concurrency_per_app,
         )
         self.pool = TaskPool(settings.command_concurrency)
         self.subscriber = self.broker.subscriber(self.metrics, min(5.0, settings.heartbeat_interval))

@@ -11,6 +11,8 @@ worker, so that a slow or hostile webhook can delay only its own clients.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gevent
 import gevent.lock
@@ -61,12 +63,22 @@ def webhook_request(auth: str, app_key: str, remote: str, secret: str) -> tuple[
 
 
 class Authenticator:
-    """Calls webhooks for one worker, with bounded time, size and concurrency."""
+    """Calls webhooks for one worker, with bounded time, size and concurrency.
 
-    def __init__(self, timeout: float, max_body: int, concurrency: int) -> None:
+    At most `concurrency` calls run at once in the worker, and at most
+    `per_app` of them for one app: an app whose webhook hangs fills its own
+    share and waits there, so the other apps' calls still find free slots
+    (one shared bound let a few hundred handshakes to one hanging webhook
+    delay every other app's clients by seconds, issue 17).
+    """
+
+    def __init__(self, timeout: float, max_body: int, concurrency: int, per_app: int | None = None) -> None:
         self.timeout = timeout
         self.max_body = max_body
+        self.per_app = max(1, min(concurrency, per_app if per_app is not None else concurrency))
         self._slots = gevent.lock.BoundedSemaphore(concurrency)
+        # app key → [its semaphore, calls using it]; an app's entry lives while it has calls.
+        self._app_slots: dict[str, list] = {}
         # Keep as many connections to a webhook as calls may run at once:
         # requests' default pool keeps 10 per host and closes the rest after
         # each call, so a reconnect storm opened a new TCP connection (and left
@@ -92,11 +104,26 @@ class Authenticator:
         try:
             expired = WebhookError(f"webhook timed out after {self.timeout:g} s")
             timeout = gevent.Timeout(self.timeout, expired)
-            with timeout, self._slots:
+            with timeout, self._app_share(app_key), self._slots:
                 answer = self._post(url, body, headers)
         except requests.RequestException as exc:
             raise WebhookError(f"webhook unreachable: {exc.__class__.__name__}") from exc
         return parse_webhook_answer(answer)
+
+    @contextmanager
+    def _app_share(self, app_key: str) -> Iterator[None]:
+        """One of the `per_app` slots of `app_key` (taken before a slot of the worker's)."""
+        entry = self._app_slots.get(app_key)
+        if entry is None:
+            entry = self._app_slots[app_key] = [gevent.lock.BoundedSemaphore(self.per_app), 0]
+        entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._app_slots[app_key]
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> bytes:
         request = requests.Request("POST", url, data=body, headers=headers).prepare()
