@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gusher.api import ext, seed
 from gusher.config import Settings, load_settings
 from gusher.edge import routes
 from gusher.edge.services import SlaveServices
-from gusher.errors import GusherError, HandshakeError
+from gusher.errors import GusherError, HandshakeError, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException) -> Any:
         response = jsonify(error=error.description or error.name)
         response.status_code = error.code or 500
+        # werkzeug's own headers, `Allow` of a 405 above all (RFC 9110 §15.5.6), in a JSON answer.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)
@@ -46,11 +51,29 @@ def _register_error_handlers(app: Flask) -> None:
         return response
 
 
+def _refuse_undecodable_urls() -> None:
+    """400 for a path or query that is not UTF-8 once percent-decoded.
+
+    WSGI hands the path over as latin-1 and werkzeug would decode it with
+    replacement: `%fe` and `%ff` reached the same channel U+FFFD, and
+    `auth=%ff` reached the webhook as U+FFFD (issue 17).
+    """
+    try:
+        request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise RequestError("path is not valid UTF-8") from None
+    try:
+        urllib.parse.unquote_to_bytes(request.query_string.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError("parameters are not valid UTF-8") from None
+
+
 def _new_app(name: str, settings: Settings) -> Flask:
     app = Flask(name)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # seed key order
     app.config["MAX_CONTENT_LENGTH"] = settings.max_push_bytes + 4096
     _register_error_handlers(app)
+    app.before_request(_refuse_undecodable_urls)
     return app
 
 

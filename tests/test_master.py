@@ -85,6 +85,11 @@ def test_data_stays_a_string_even_when_it_looks_like_json(master: GunicornProces
         ("/api/push/a@b/c/e", {"data": "x"}, "@"),
         ("/api/push/APP/" + "c" * 300 + "/e", {"data": "x"}, "channel"),
         ("/api/push/APP/c%01x/e", {"data": "x"}, "control"),
+        # Issue 17 #9: not U+FFFD, and %fe and %ff never reach one channel.
+        ("/api/push/APP/%ff/e", {"data": "x"}, "path is not valid UTF-8"),
+        ("/api/push/APP/c/%fe", {"data": "x"}, "path is not valid UTF-8"),
+        # Issue 17 #12: the first `data` counts, as the signing scheme says, even when empty.
+        ("/api/push/APP/c/e", [("data", ""), ("data", "y")], "data is empty"),
     ],
 )
 def test_push_refusals(
@@ -175,3 +180,16 @@ def test_redis_connections_per_worker_are_bounded() -> None:
     finally:
         master.stop()
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("get", "/api/push/APP/c/e", {"POST"}), ("post", "/api/check/APP", {"GET", "HEAD"})],
+)
+def test_a_wrong_method_is_a_json_405_with_allow(
+    master: GunicornProcess, app_key: str, method: str, path: str, allowed: set
+) -> None:
+    """Issue 17 #10: 405 answers are JSON and say which methods the route has (`Allow`)."""
+    response = requests.request(method, master.url + path.replace("APP", app_key), timeout=5)
+    assert response.status_code == 405 and response.json()["error"]
+    assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import redis as redis_lib
+import requests
 import websocket
 
 from tests.support import Client, GunicornProcess, Webhook, allow, new_app_key, push
@@ -76,6 +77,16 @@ def test_unknown_or_malformed_app_gets_401(slave, app) -> None:
     status, body = handshake_status(slave, app, allow("u", "c"))
     assert status == 401
     assert body["error"]
+
+
+def test_a_non_utf8_handshake_is_refused_before_the_webhook(slave, app_key, webhook) -> None:
+    """Issue 17 #9: `auth=%ff` is a 400, not U+FFFD sent to the webhook."""
+    calls = len(webhook.requests)
+    response = requests.get(f"{slave.url}/ws/{app_key}?auth=%ff", timeout=5)
+    assert response.status_code == 400 and "UTF-8" in response.json()["error"]
+    response = requests.get(f"{slave.url}/ws/%ff?auth=x", timeout=5)
+    assert response.status_code == 400 and "UTF-8" in response.json()["error"]
+    assert len(webhook.requests) == calls
 
 
 def test_unreachable_webhook_is_401(slave, redis_client: redis_lib.Redis) -> None:
@@ -184,11 +195,21 @@ def test_one_apps_hanging_webhook_leaves_other_apps_their_share(redis_server, re
 
 
 @pytest.mark.parametrize(
-    "header, value, status",
-    [("Sec-WebSocket-Version", "8", 426), ("Sec-WebSocket-Key", "not-base64!", 400)],
+    "header, value, status, version",
+    [
+        ("Sec-WebSocket-Version", "8", 426, "1.1"),
+        ("Sec-WebSocket-Key", "not-base64!", 400, "1.1"),
+        # Issue 17 #6: without Host the webhook was called, then wsproto raised (500).
+        ("Host", None, 400, "1.1"),
+        ("Host", None, 400, "1.0"),
+        ("Upgrade", None, 400, "1.1"),
+        ("Upgrade", "h2c", 400, "1.1"),
+        ("Connection", "keep-alive", 400, "1.1"),
+    ],
 )
-def test_malformed_handshakes_are_refused(slave, app_key, header, value, status) -> None:
-    """Bad Sec-WebSocket-Version / -Key are refused before any webhook call."""
+def test_malformed_handshakes_are_refused(slave, app_key, webhook, header, value, status, version) -> None:
+    """Handshakes RFC 6455 §4.2.1 does not allow are refused with a JSON error before any webhook call."""
+    calls = len(webhook.requests)
     sock = socket.create_connection(("127.0.0.1", slave.port), timeout=5)
     headers = {
         "Host": "x",
@@ -198,8 +219,8 @@ def test_malformed_handshakes_are_refused(slave, app_key, header, value, status)
         "Sec-WebSocket-Version": "13",
     }
     headers[header] = value
-    request = f"GET /ws/{app_key}?auth={allow('u', 'c')} HTTP/1.1\r\n"
-    request += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    request = f"GET /ws/{app_key}?auth={allow('u', 'c')} HTTP/{version}\r\n"
+    request += "".join(f"{k}: {v}\r\n" for k, v in headers.items() if v is not None) + "\r\n"
     sock.sendall(request.encode())
     answer = b""
     while b'"error"' not in answer:  # headers and body may come in separate segments
@@ -209,8 +230,9 @@ def test_malformed_handshakes_are_refused(slave, app_key, header, value, status)
         answer += chunk
     sock.close()
     answer = answer.decode()
-    assert answer.startswith(f"HTTP/1.1 {status}")
+    assert answer.split(" ")[1] == str(status)
     assert '"error"' in answer
+    assert len(webhook.requests) == calls
 
 
 def _hgetalls_of(redis_client, key: str, action) -> int:

@@ -63,9 +63,15 @@ def json_body() -> dict[str, Any]:
 
 
 def _strict_field(encoded: bytes, name: str) -> str | None:
-    """Field `name` of an urlencoded string; non-UTF-8 is refused, not replaced."""
+    """The first field `name` of an urlencoded string, even blank; non-UTF-8 is refused, not replaced.
+
+    Blank values count (`?data=&data=y` is an empty `data`): the signing
+    scheme documents that the first of repeated names is the one used.
+    """
     try:
-        fields = urllib.parse.parse_qs(encoded.decode("utf-8"), encoding="utf-8", errors="strict")
+        fields = urllib.parse.parse_qs(
+            encoded.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
     except UnicodeDecodeError:
         raise RequestError("parameters are not valid UTF-8") from None
     values = fields.get(name)

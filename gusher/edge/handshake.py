@@ -19,7 +19,19 @@ from gusher.errors import AuthError, Forbidden, HandshakeError, InvalidName, Unk
 
 
 def check_upgrade(environ: Mapping[str, Any]) -> None:
-    """Refuse upgrades RFC 6455 §4.2.1 does not allow, before any webhook call."""
+    """Refuse upgrades RFC 6455 §4.2.1 does not allow, before any webhook call.
+
+    Everything the WebSocket library checks later is checked here first: a
+    handshake it would refuse after the webhook had been called (no `Host`:
+    a 500 from wsproto, issue 17) must cost the webhook nothing.
+    """
+    if not environ.get("HTTP_HOST", "").strip():
+        raise HandshakeError("missing Host header")
+    if environ.get("HTTP_UPGRADE", "").strip().lower() != "websocket":
+        raise HandshakeError("not a WebSocket upgrade (need Upgrade: websocket)")
+    tokens = {token.strip().lower() for token in environ.get("HTTP_CONNECTION", "").split(",")}
+    if "upgrade" not in tokens:
+        raise HandshakeError("not a WebSocket upgrade (need Connection: Upgrade)")
     version = environ.get("HTTP_SEC_WEBSOCKET_VERSION", "")
     if version != "13":
         raise HandshakeError("unsupported Sec-WebSocket-Version (need 13)", 426)
