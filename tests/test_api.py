@@ -46,6 +46,30 @@ def test_json_body_data_is_delivered_as_that_json_value(slave, master, app_key, 
     assert client.recv_json() == {"channel": "c", "event": "e", "data": data}
 
 
+def test_integers_of_any_size_pass_through_exactly(slave, master, app_key, clients) -> None:
+    """Issue 17 #11: a 30-digit integer reaches the push's answer and every subscriber as it was sent."""
+    client = subscribed(slave, app_key, "u", "c", clients=clients)
+    big = "123456789012345678901234567890"
+    body = f'{{"data": {{"n": {big}, "neg": -{big}}}}}'.encode()
+    response = requests.post(
+        f"{master.url}/api/push/{app_key}/c/e",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+    expected = f'{{"channel":"c","event":"e","data":{{"n":{big},"neg":-{big}}}}}'
+    assert response.status_code == 200 and response.text == expected
+    client.ws.settimeout(5)
+    assert client.ws.recv() == expected
+    batch = post(
+        master,
+        f"/api/apps/{app_key}/batch_events",
+        {"batch": [{"channel": "c", "event": "b", "data": 2**70}]},
+    )
+    assert batch.status_code == 200
+    assert client.ws.recv() == f'{{"channel":"c","event":"b","data":{2**70}}}'
+
+
 @pytest.mark.parametrize(
     "body, reason",
     [

@@ -11,7 +11,7 @@ from gusher.core.publication import Publication
 
 NAMES = st.text(min_size=1, max_size=30)
 DATA = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),

@@ -334,6 +334,16 @@ def test_subscribe_replies_echo_id_and_channel(slave, app_key, clients) -> None:
     assert missing["data"]["id"] == "r4" and missing["data"]["channel"] == "a"
 
 
+def test_a_long_integer_id_is_echoed_exactly(slave, app_key, clients) -> None:
+    """Issue 17 #11: an `id` beyond 64 bits comes back as the same integer, not a float."""
+    client = connect(slave, app_key, allow("u", "c"), clients)
+    client.ws.send('{"event":"gusher.subscribe","data":{"id":123456789012345678901234567890,"channel":"c"}}')
+    client.ws.settimeout(5)
+    assert client.ws.recv() == (
+        '{"event":"gusher.subscribe_succeeded","data":{"id":123456789012345678901234567890,"channel":"c"}}'
+    )
+
+
 def test_message_pushed_right_after_subscribe_succeeded_arrives(slave, master, app_key, clients) -> None:
     """The worker's Redis SUBSCRIBE is confirmed before the reply, so nothing is missed."""
     for attempt in range(10):

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from gusher.core import exactjson
 from gusher.core.publication import Publication, Routed
 from gusher.errors import InvalidName, RequestError
 from gusher.keys import check_name, is_targetable_user, pubsub_channel, user_channel
@@ -24,8 +23,8 @@ USER_CHANNEL_NAME = "gusher.user"
 def parse_json_body(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object."""
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        value = exactjson.loads(body)
+    except exactjson.JSONDecodeError:
         raise RequestError("body is not valid JSON") from None
     if not isinstance(value, dict):
         raise RequestError("body must be a JSON object")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from gusher.core import exactjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class Publication:
     @classmethod
     def create(cls, channel: str, event: str, data: Any) -> Publication:
         """The message a push publishes, its payload encoded once, in the seed's key order."""
-        payload = orjson.dumps({"channel": channel, "event": event, "data": data})
+        payload = exactjson.dumps({"channel": channel, "event": event, "data": data})
         return cls(channel, event, data, payload)
 
     @classmethod
@@ -57,8 +57,8 @@ class Publication:
         clients that receive payloads as they are.
         """
         try:
-            message = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+            message = exactjson.loads(payload)
+        except exactjson.JSONDecodeError:
             if not payload.isascii():
                 try:
                     payload.decode("utf-8")

@@ -16,11 +16,11 @@ from contextlib import contextmanager
 
 import gevent
 import gevent.lock
-import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
 from gusher import __version__
+from gusher.core import exactjson
 from gusher.core.identity import Identity, identity_from
 from gusher.core.signing import SIGNATURE_HEADER, sign
 from gusher.errors import WebhookError
@@ -36,8 +36,8 @@ def parse_webhook_answer(body: bytes) -> Identity:
             the channel list is empty.
     """
     try:
-        answer = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        answer = exactjson.loads(body)
+    except exactjson.JSONDecodeError:
         raise WebhookError("webhook answer is not JSON") from None
     return identity_from(answer, "webhook answer", WebhookError)
 

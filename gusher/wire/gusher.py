@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from gusher.core import exactjson
 from gusher.core.publication import Publication
 from gusher.errors import CommandError, InvalidName
 from gusher.keys import check_name
@@ -59,7 +58,7 @@ _CLOSE_CODES = {
 
 def encode_event(event: str, data: dict[str, Any]) -> bytes:
     """A server event `{"event", "data"}` as UTF-8 JSON bytes."""
-    return orjson.dumps({"event": event, "data": data})
+    return exactjson.dumps({"event": event, "data": data})
 
 
 def error_event(reason: str) -> bytes:
@@ -91,8 +90,8 @@ def parse_command(text: bytes) -> Command:
             (`*_error` when it is a subscribe/unsubscribe, else `gusher.error`).
     """
     try:
-        message = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        message = exactjson.loads(text)
+    except exactjson.JSONDecodeError:
         raise CommandError("not JSON", error_event("message is not valid JSON")) from None
     if not isinstance(message, dict):
         raise CommandError("not an object", error_event("message must be a JSON object"))
