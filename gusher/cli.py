@@ -166,11 +166,15 @@ def sign_command(argv: list[str], now: float | None = None) -> str:
     args = parser.parse_args(argv)
     key = args.secret if args.secret is not None else Path(args.secret_file).read_text().strip()
     payload = (args.json if args.json is not None else args.form or "").encode("utf-8")
-    headers = signing.signed_headers(key, args.method, args.url, payload, time.time() if now is None else now)
+    content_type = ""
     if args.json is not None:
-        headers["Content-Type"] = "application/json"
+        content_type = "application/json"
     elif args.form:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        content_type = "application/x-www-form-urlencoded"
+    now = time.time() if now is None else now
+    headers = signing.signed_headers(key, args.method, args.url, payload, now, content_type)
+    if content_type:
+        headers["Content-Type"] = content_type  # signed: curl must send exactly this
     # The signature covers the exact path, query and body, so curl must send them
     # untouched: --globoff (no `{a,b}` / `[1-3]` expansion), --path-as-is (no
     # `/../` squashing) and --data-raw (a body starting with `@` is not a file name).

@@ -47,8 +47,9 @@ def strict_master(redis_server) -> Iterator[GunicornProcess]:
 def signed(
     method: str, url: str, body: bytes = b"", secret: str = SECRET, now: float | None = None, **headers: str
 ) -> requests.Response:
-    """Send a request signed the documented way."""
-    signature = signing.signed_headers(secret, method, url, body, time.time() if now is None else now)
+    """Send a request signed the documented way (its Content-Type signed too)."""
+    now = time.time() if now is None else now
+    signature = signing.signed_headers(secret, method, url, body, now, headers.get("Content-Type", ""))
     return requests.request(method, url, data=body, headers={**signature, **headers}, timeout=5)
 
 
@@ -152,6 +153,39 @@ def test_bearer_secret_only_where_enabled(master, strict_master, secured_app) ->
     wrong = {"Authorization": "Bearer nope"}
     response = push(strict_master.url, secured_app, "c", "e", "x", headers=wrong)
     assert response.status_code == 401 and "bearer" in response.json()["error"]
+
+
+def test_a_signed_body_replayed_with_another_content_type_is_refused(
+    master, secured_app, redis_client
+) -> None:
+    """Issue 17 #5: the content type is signed, so a JSON push cannot be replayed as a form."""
+    url = f"{master.url}/api/push/{secured_app}/c/e"
+    body = b'{"data":"hello &data=PWNED"}'
+    headers = signing.signed_headers(SECRET, "POST", url, body, time.time(), "application/json")
+    pubsub = listen(redis_client, f"{secured_app}@c")
+    replayed = requests.post(
+        url, data=body, headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}, timeout=5
+    )
+    assert replayed.status_code == 401 and "does not match" in replayed.json()["error"]
+    sent = requests.post(url, data=body, headers={**headers, "Content-Type": "application/json"}, timeout=5)
+    assert sent.status_code == 200 and sent.json()["data"] == "hello &data=PWNED"
+    message = wait_until(lambda: pubsub.get_message(timeout=1))
+    assert json.loads(message["data"])["data"] == "hello &data=PWNED"
+
+
+def test_a_bodyless_request_signed_the_earlier_way_still_passes(master, secured_app) -> None:
+    """Without a body the five-line form of earlier versions is accepted; with one, never."""
+    url = f"{master.url}/api/push/{secured_app}/c/e?data=old+style"
+    timestamp = str(int(time.time()))
+    path, pairs = f"/api/push/{secured_app}/c/e", [("data", "old style")]
+    old = signing.sign(SECRET, signing.canonical_request("POST", path, pairs, b"", timestamp, None))
+    headers = {signing.TIMESTAMP_HEADER: timestamp, signing.SIGNATURE_HEADER: old}
+    assert requests.post(url, headers=headers, timeout=5).status_code == 200
+    body = b"data=x"
+    old = signing.sign(SECRET, signing.canonical_request("POST", path, pairs, body, timestamp, None))
+    headers = {signing.TIMESTAMP_HEADER: timestamp, signing.SIGNATURE_HEADER: old}
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert requests.post(url, data=body, headers={**headers, **form}, timeout=5).status_code == 401
 
 
 def test_multipart_and_form_pushes_can_be_signed(master, secured_app) -> None:

@@ -31,12 +31,13 @@ def _verify(
 
 
 def test_canonical_string_is_documented_shape() -> None:
-    """METHOD, path, sorted query, sha256(body), timestamp — one per line."""
-    message = signing.canonical_request("post", "/p", [("b", "2"), ("a", "x y/é")], b"body", "17")
-    assert (
-        message
-        == ("POST\n/p\na=x%20y%2F%C3%A9&b=2\n" + hashlib.sha256(b"body").hexdigest() + "\n17").encode()
-    )
+    """METHOD, path, sorted query, content type, sha256(body), timestamp — one per line."""
+    pairs = [("b", "2"), ("a", "x y/é")]
+    message = signing.canonical_request("post", "/p", pairs, b"body", "17", " application/json ")
+    digest = hashlib.sha256(b"body").hexdigest()
+    assert message == f"POST\n/p\na=x%20y%2F%C3%A9&b=2\napplication/json\n{digest}\n17".encode()
+    legacy = signing.canonical_request("post", "/p", pairs, b"body", "17", None)
+    assert legacy == f"POST\n/p\na=x%20y%2F%C3%A9&b=2\n{digest}\n17".encode()
     expected = hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
     assert signing.sign(SECRET, message) == expected
 

@@ -64,6 +64,7 @@ def _verify_signature(secret: str, settings: Settings) -> None:
         request.headers.get(signing.SIGNATURE_HEADER, ""),
         time.time(),
         settings.signature_tolerance,
+        request.headers.get("Content-Type", ""),
     )
 
 

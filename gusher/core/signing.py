@@ -5,15 +5,22 @@ A backend proves it knows an app's `secret` by sending two headers::
     X-Gusher-Timestamp: <unix seconds>
     X-Gusher-Signature: hex(HMAC-SHA256(secret, canonical request))
 
-where the canonical request is five lines joined by `\\n`::
+where the canonical request is six lines joined by `\\n`::
 
     METHOD                      upper case, e.g. POST
     PATH                        percent-decoded, as the master sees it: /api/push/app/news/created
     SORTED QUERY                decoded (key, value) pairs sorted by key, repeated keys kept in
                                 the order sent; each part percent-encoded (RFC 3986
                                 unreserved kept), joined `k=v&k=v`; empty if none
+    CONTENT TYPE                the Content-Type header as sent, trimmed; empty if none
     SHA256(BODY)                hex digest of the raw body bytes (of b"" when there is none)
     TIMESTAMP                   the header's value
+
+The content type is signed because it decides how the body is read: a signed
+JSON push `{"data":"hello &data=PWNED"}` replayed as a form delivered
+`PWNED"}` (issue 17). A request without a body may still be signed the way
+earlier versions did, with the five lines other than CONTENT TYPE: without a
+body, the type changes nothing.
 
 Decoding before re-encoding makes the signature independent of how a client
 library happens to escape its URL. The timestamp bounds replays to a window
@@ -59,10 +66,17 @@ def query_pairs(raw_query: bytes | str) -> list[tuple[str, str]]:
 
 
 def canonical_request(
-    method: str, path: str, pairs: Iterable[tuple[str, str]], body: bytes, timestamp: str
+    method: str,
+    path: str,
+    pairs: Iterable[tuple[str, str]],
+    body: bytes,
+    timestamp: str,
+    content_type: str | None = "",
 ) -> bytes:
-    """The exact bytes that are signed."""
-    lines = (method.upper(), path, canonical_query(pairs), hashlib.sha256(body).hexdigest(), timestamp)
+    """The exact bytes that are signed; `content_type=None` gives the five-line form of old."""
+    lines = [method.upper(), path, canonical_query(pairs), hashlib.sha256(body).hexdigest(), timestamp]
+    if content_type is not None:
+        lines.insert(3, content_type.strip())
     return "\n".join(lines).encode("utf-8", "surrogateescape")
 
 
@@ -87,8 +101,9 @@ def verify_request(
     signature: str,
     now: float,
     tolerance: float,
+    content_type: str = "",
 ) -> None:
-    """Check a request's signature headers.
+    """Check a request's signature headers (`content_type`: its Content-Type header, "" if none).
 
     Raises:
         SignatureError: a header is missing, the timestamp is malformed or
@@ -100,16 +115,22 @@ def verify_request(
         raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds")
     if abs(now - int(timestamp)) > tolerance:
         raise SignatureError(f"{TIMESTAMP_HEADER} is more than {tolerance:g} s from the server's clock")
-    expected = sign(secret, canonical_request(method, path, pairs, body, timestamp))
-    if not same(expected, signature.strip().lower()):
-        raise SignatureError("signature does not match")
+    given = signature.strip().lower()
+    pairs = list(pairs)
+    if same(sign(secret, canonical_request(method, path, pairs, body, timestamp, content_type)), given):
+        return
+    if not body and same(sign(secret, canonical_request(method, path, pairs, body, timestamp, None)), given):
+        return  # the five-line form of earlier versions: without a body the type changes nothing
+    raise SignatureError("signature does not match")
 
 
-def signed_headers(secret: str, method: str, url: str, body: bytes, now: float) -> dict[str, str]:
-    """The two headers that sign a request to `url` (the client side, used by `gusher sign`)."""
+def signed_headers(
+    secret: str, method: str, url: str, body: bytes, now: float, content_type: str = ""
+) -> dict[str, str]:
+    """The two headers that sign a request to `url` sent with `content_type` (used by `gusher sign`)."""
     parts = urllib.parse.urlsplit(url)
     timestamp = str(int(now))
     message = canonical_request(
-        method, urllib.parse.unquote(parts.path), query_pairs(parts.query), body, timestamp
+        method, urllib.parse.unquote(parts.path), query_pairs(parts.query), body, timestamp, content_type
     )
     return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(secret, message)}
