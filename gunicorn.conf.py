@@ -25,7 +25,8 @@ _ROLE = _role()
 _host, _port = parse_listen(_settings.master_api_listen if _ROLE == "master" else _settings.api_listen)
 
 bind = [f"{_host}:{_port}"]
-worker_class = "gevent"
+# gevent's worker, with JSON error answers and counted header stalls (gusher/worker.py).
+worker_class = "gusher.worker.GusherWorker"
 workers = _settings.master_workers if _ROLE == "master" else _settings.slave_workers
 # Upgraded WebSockets leave gunicorn's pool at once (the Hub owns them), so this
 # bounds handshakes and HTTP requests in flight, not held connections.
@@ -34,7 +35,11 @@ worker_connections = 16384
 max_requests = 0
 timeout = 30
 graceful_timeout = 10
+# Also the time each request's headers may take to arrive: a sender that trickles
+# them is cut after it (gusher/worker.py counts it).
 keepalive = 5
+# gunicorn's largest request line (its maximum): a JWT in `?auth=` may be ~8,000 characters.
+limit_request_line = 8190
 backlog = 4096
 # One SO_REUSEPORT listening socket per worker: the kernel spreads new
 # connections evenly over the workers. With one shared socket, whichever worker

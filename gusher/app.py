@@ -11,9 +11,11 @@ from werkzeug.exceptions import HTTPException
 
 from gusher.api import ext, seed
 from gusher.config import Settings, load_settings
+from gusher.core.metrics import Metrics
 from gusher.edge import routes
 from gusher.edge.services import SlaveServices
-from gusher.errors import GusherError, HandshakeError, RequestError
+from gusher.errors import GusherError, HandshakeError, PayloadTooLarge, RequestError, RequestTimeout
+from gusher.limits import BoundedBodies
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,8 @@ def _error_response(error: GusherError) -> Any:
     response.status_code = error.http_status
     if isinstance(error, HandshakeError) and error.http_status == 426:
         response.headers["Sec-WebSocket-Version"] = "13"
+    if isinstance(error, (RequestTimeout, PayloadTooLarge)):
+        response.headers["Connection"] = "close"  # the rest of the body is never read
     return response
 
 
@@ -68,19 +72,23 @@ def _refuse_undecodable_urls() -> None:
         raise RequestError("parameters are not valid UTF-8") from None
 
 
-def _new_app(name: str, settings: Settings) -> Flask:
+def _new_app(name: str, settings: Settings, metrics: Metrics) -> Flask:
     app = Flask(name)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # seed key order
     app.config["MAX_CONTENT_LENGTH"] = settings.max_push_bytes + 4096
+    app.extensions["gusher.metrics"] = metrics
     _register_error_handlers(app)
     app.before_request(_refuse_undecodable_urls)
+    app.wsgi_app = BoundedBodies(  # type: ignore[method-assign]
+        app.wsgi_app, settings.request_timeout, settings.max_push_bytes, metrics
+    )
     return app
 
 
 def create_master_app(settings: Settings | None = None) -> Flask:
     """The master: the stateless HTTP API."""
     settings = settings or load_settings()
-    app = _new_app("gusher.master", settings)
+    app = _new_app("gusher.master", settings, Metrics())
     seed.init_app(app, settings)
     ext.init_app(app)
     return app
@@ -89,8 +97,8 @@ def create_master_app(settings: Settings | None = None) -> Flask:
 def create_slave_app(settings: Settings | None = None) -> Flask:
     """The slave: the WebSocket route; per-worker services start with the worker."""
     settings = settings or load_settings()
-    app = _new_app("gusher.slave", settings)
     services = SlaveServices(settings)
+    app = _new_app("gusher.slave", settings, services.metrics)
     routes.init_app(app, services)
 
     @app.before_request

@@ -46,6 +46,7 @@ class Settings:
     max_command_burst: int = 250
     max_pending_bytes: int = 1048576
     max_push_bytes: int = 1048576
+    request_timeout: float = 10.0
     subscribe_timeout: float = 5.0
     command_concurrency: int = 64
     ping_interval: float = 25.0

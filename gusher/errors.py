@@ -7,7 +7,8 @@
     ├── RequestError           the caller sent something wrong          HTTP 400
     │   ├── InvalidName        app key / channel / event malformed      HTTP 400
     │   ├── UnknownApp         no `url` field in the app's hash         HTTP 400 (401 on /ws)
-    │   └── PayloadTooLarge    a body or parameter over its bound       HTTP 413
+    │   ├── PayloadTooLarge    a body or parameter over its bound       HTTP 413
+    │   └── RequestTimeout     a request's body did not arrive in time  HTTP 408
     ├── AuthError              a caller could not prove who it is       HTTP 401
     │   ├── WebhookError       the app's webhook failed or said no      HTTP 401
     │   ├── TokenError         a JWT is forged, expired or unusable     HTTP 401
@@ -66,6 +67,12 @@ class PayloadTooLarge(RequestError):
     """A body or parameter exceeds its configured bound."""
 
     http_status = 413
+
+
+class RequestTimeout(RequestError):
+    """A request's body did not arrive within its deadline."""
+
+    http_status = 408
 
 
 class AuthError(GusherError):

@@ -7,6 +7,7 @@ bystander client that must keep receiving pushes throughout.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -192,3 +193,18 @@ def test_huge_query_string_is_refused(slave, app_key) -> None:
     """A request line over gunicorn's limit is refused with an HTTP error, not a crash."""
     with pytest.raises((websocket.WebSocketBadStatusException, ConnectionError, OSError)):
         Client(slave.ws_url, app_key, "x" * 20000)
+
+
+@pytest.mark.parametrize("role", ["slave", "master"])
+def test_gunicorns_own_refusals_are_json(request, app_key, role) -> None:
+    """Issue 17 #10: a request line over the 8,190-byte limit gets a JSON 414, not gunicorn's HTML."""
+    server = request.getfixturevalue(role)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(f"GET /api/check/{'x' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 414") and b"Content-Type: application/json" in head
+    assert "URI Too Long" in json.loads(body)["error"]

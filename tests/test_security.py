@@ -406,6 +406,15 @@ def test_jwt_clients_connect_without_any_webhook_call(slave, jwt_app, webhook, c
     assert len(webhook.requests) == before
 
 
+def test_a_jwt_of_7800_characters_connects(slave, jwt_app, clients) -> None:
+    """Issue 17 #10: the documented URL limit holds: a ~7,800-character token fits the request line."""
+    long_token = token(channels=[f"room.{i:05d}" for i in range(440)])
+    assert 7500 < len(long_token) <= 7900
+    client = Client(slave.ws_url, jwt_app, long_token)
+    clients.append(client)
+    assert client.subscribe("room.00042")["event"] == "gusher.subscribe_succeeded"
+
+
 def test_rs256_apps_verify_with_the_public_key(slave, redis_client, webhook, clients) -> None:
     """An app holding a PEM public key accepts RS256 tokens signed by the private key."""
     key = new_app_key("rsa")

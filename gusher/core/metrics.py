@@ -20,6 +20,7 @@ COUNTERS = {
     "ping_timeouts": "clients closed because they did not answer a ping",
     "rate_limited": "clients closed for sending commands too fast",
     "protocol_errors": "clients closed for breaking RFC 6455 or a message bound",
+    "slow_requests": "HTTP requests cut because their headers or body did not arrive in time",
     "redis_reconnects": "times the pub/sub connection to the broker was re-established",
     "connections_total": "connections accepted since start",
 }
@@ -37,6 +38,7 @@ class Metrics:
     ping_timeouts: int
     rate_limited: int
     protocol_errors: int
+    slow_requests: int
     redis_reconnects: int
     connections_total: int
 
