@@ -7,9 +7,11 @@ listen settings, so `.env` alone configures a deployment.
 
 import sys
 
+from gusher import logs
 from gusher.config import load_settings, parse_listen
 
 _settings = load_settings()
+logs.configure(_settings.log_level)
 
 
 def _role() -> str:
@@ -51,6 +53,19 @@ loglevel = _settings.log_level
 accesslog = None
 errorlog = "-"
 proc_name = f"gusher-{_ROLE}"
+
+
+def when_ready(server):
+    """Say where this role listens and which Redis it uses (gunicorn's own line has no address
+    when each worker binds its port)."""
+    server.log.info(
+        "gusher %s listening on http://%s:%d with %d workers; Redis %s",
+        _ROLE,
+        _host,
+        _port,
+        workers,
+        _settings.redis_url_redacted,
+    )
 
 
 def post_worker_init(worker):

@@ -20,6 +20,9 @@ from gusher.limits import BoundedBodies
 log = logging.getLogger(__name__)
 
 
+_PROBES = {"healthz", "gusher_slave.healthz"}
+
+
 def _error_response(error: GusherError) -> Any:
     response = jsonify(error.payload())
     response.status_code = error.http_status
@@ -33,7 +36,8 @@ def _error_response(error: GusherError) -> Any:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(GusherError)
     def gusher_error(error: GusherError) -> Any:
-        if error.http_status >= 500:
+        # A readiness probe's 503 is its answer, not an incident (it was a warning at every boot).
+        if error.http_status >= 500 and request.endpoint not in _PROBES:
             log.warning("%s: %s", type(error).__name__, error.reason)
         return _error_response(error)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -71,6 +72,15 @@ class Settings:
         if "://" in addr:
             return addr
         return f"redis://{addr}/0"
+
+    @property
+    def redis_url_redacted(self) -> str:
+        """`redis_url` with any password replaced by `***`, for log lines."""
+        parts = urllib.parse.urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
     @property
     def trusted_proxy_set(self) -> frozenset[str]:

@@ -68,3 +68,10 @@ def test_env_example_documents_every_setting() -> None:
 
     text = (Path(__file__).parent.parent / ".env.example").read_text()
     assert [env_name(f.name) for f in fields(Settings) if env_name(f.name) not in text] == []
+
+
+def test_the_redis_url_in_logs_hides_the_password() -> None:
+    """Start-up lines name the Redis in use without its password."""
+    assert Settings(redis_addr="redis://:s3cret@db:6379/1").redis_url_redacted == "redis://:***@db:6379/1"
+    assert Settings(redis_addr="rediss://user:s3cret@db/0").redis_url_redacted == "rediss://user:***@db/0"
+    assert Settings(redis_addr="db:6379").redis_url_redacted == "redis://db:6379/0"

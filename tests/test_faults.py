@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -289,3 +290,26 @@ def test_concurrent_handshakes_never_exceed_the_connection_limit(redis_server) -
         _held.clear()
         slave.stop()
         slow.shutdown()
+
+
+def test_log_lines_are_timestamped_and_repeats_held_back() -> None:
+    """Issue 17 #13: thirty 503s while Redis is down write one timestamped warning, not thirty bare
+    lines; the start-up log says where the role listens and which Redis it uses."""
+    addr = f"127.0.0.1:{free_port()}"  # nobody listens there
+    master = GunicornProcess("master", addr, workers=1).start(wait_ready=False)
+    try:
+        for _ in range(30):
+            response = requests.post(f"{master.url}/api/push/app/c/e", params={"data": "x"}, timeout=10)
+            assert response.status_code == 503
+        log = master.log()
+        warnings = [line for line in log.splitlines() if "BackendUnavailable" in line]
+        assert len(warnings) == 1
+        assert re.match(
+            r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] gusher\.app: ", warnings[0]
+        )
+        assert (
+            f"gusher master listening on http://127.0.0.1:{master.port} with 1 workers; Redis redis://{addr}/0"
+            in log
+        )
+    finally:
+        master.stop()
