@@ -61,19 +61,44 @@ def test_replies_keep_the_order_of_commands_while_a_subscribe_waits(worker: Work
 
 
 def test_a_waiting_subscribe_holds_back_no_other_client() -> None:
-    """With one pool greenlet, a subscribe waiting for the broker does not delay another client's ping."""
+    """With one pool greenlet, a subscribe waiting for the broker lends it: another client's
+    subscribe, which must wait too, runs and is answered while the first still waits."""
     worker = Worker(Settings(command_concurrency=1), FakeSubscriber(auto_confirm=False))
     try:
         _, waiting = worker.connect(user="w")
         _, other = worker.connect(user="o")
         waiting.send(subscribe("news"))
         gevent.sleep(0.02)
-        other.send({"event": "gusher.ping", "data": {"id": 1}})
-        assert other.messages() == [{"event": "gusher.pong", "data": {"id": 1}}]
+        other.send(subscribe("sport"))
+        gevent.sleep(0.02)
+        worker.subscriber.confirm("app@sport")
+        assert other.messages()[0]["event"] == "gusher.subscribe_succeeded"
+        assert waiting.messages() == []
         worker.subscriber.confirm("app@news")
         assert waiting.messages()[0]["event"] == "gusher.subscribe_succeeded"
     finally:
         worker.close()
+
+
+def test_commands_that_need_no_wait_run_without_a_task(worker: Worker) -> None:
+    """Pings, unsubscribes and subscribes to a channel the worker carries already are answered
+    in the event loop: no pool greenlet is spawned for them."""
+    spawned = []
+    real = worker.pool.schedule
+    worker.pool.schedule = lambda task: (spawned.append(task), real(task))  # type: ignore[method-assign]
+    _, first = worker.connect(user="a")
+    _, second = worker.connect(user="b")
+    first.send(subscribe("news"))
+    gevent.sleep(0.02)
+    worker.subscriber.confirm("app@news")
+    assert first.messages()[0]["event"] == "gusher.subscribe_succeeded"
+    assert len(spawned) == 1  # the first subscribe had to wait for the broker
+    second.send(subscribe("news"))
+    second.send({"event": "gusher.ping", "data": {"id": 1}})
+    second.send({"event": "gusher.unsubscribe", "data": {"id": "1", "channel": "news"}})
+    events = [m["event"] for m in second.messages()]
+    assert events == ["gusher.subscribe_succeeded", "gusher.pong", "gusher.unsubscribe_succeeded"]
+    assert len(spawned) == 1
 
 
 def test_a_subscribe_the_broker_never_confirms_fails_and_is_released() -> None:

@@ -122,6 +122,23 @@ class Hub:
 
     # -- subscriptions (called from sessions' tasks) -----------------------------
 
+    def try_subscribe(self, session: Session, channel: str) -> str | None:
+        """Subscribe `session` to `channel` if that needs no wait: "", the refusal, or None to wait.
+
+        Never blocks, so the event loop may call it: a subscribe to a key the
+        broker carries already (every client of a busy channel) is answered
+        at once, without a task.
+        """
+        key = sys.intern(pubsub_channel(session.app_key, channel))
+        registry = self.registries[session.protocol]
+        refusal = self._refusal(registry, key, session.conn)
+        if refusal:
+            return refusal
+        if not self.subscriber.want(key):
+            return None
+        registry.subscribe(key, session.conn)
+        return ""
+
     def subscribe(self, session: Session, channel: str) -> str:
         """Subscribe `session` to `channel` once the broker carries it; "" or the refusal.
 
@@ -131,11 +148,9 @@ class Hub:
         key = sys.intern(pubsub_channel(session.app_key, channel))
         registry = self.registries[session.protocol]
         conn = session.conn
-        if registry.is_subscribed(key, conn):
-            return "already subscribed"
-        limit = self.settings.max_subscriptions_per_connection
-        if registry.subscription_count(conn) >= limit:
-            return f"subscription limit of {limit} reached"
+        refusal = self._refusal(registry, key, conn)
+        if refusal:
+            return refusal
         self._pending[key] = self._pending.get(key, 0) + 1
         try:
             ready = self.subscriber.want(key) or self._wait_ready(key)
@@ -148,6 +163,14 @@ class Hub:
             return ""
         self._release_if_unused(key)
         return "redis unavailable, try again" if conn.is_open else "connection closed"
+
+    def _refusal(self, registry: Registry[Connection], key: str, conn: Connection) -> str:
+        if registry.is_subscribed(key, conn):
+            return "already subscribed"
+        limit = self.settings.max_subscriptions_per_connection
+        if registry.subscription_count(conn) >= limit:
+            return f"subscription limit of {limit} reached"
+        return ""
 
     def _wait_ready(self, key: str) -> bool:
         event = self._ready.get(key)
