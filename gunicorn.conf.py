@@ -55,6 +55,17 @@ errorlog = "-"
 proc_name = f"gusher-{_ROLE}"
 
 
+def on_starting(server):
+    """Refuse to start on a port something already listens on (reuse_port would share it silently)."""
+    from gusher.embedded import ensure_port_free
+    from gusher.errors import ConfigError
+
+    try:
+        ensure_port_free(_host, _port)
+    except ConfigError as exc:
+        raise RuntimeError(exc.reason) from None  # gunicorn prints "Error: …" and exits 1
+
+
 def when_ready(server):
     """Say where this role listens and which Redis it uses (gunicorn's own line has no address
     when each worker binds its port)."""
@@ -69,14 +80,15 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Start the slave worker's bus, heartbeat and sweeper (after monkey-patching)."""
-    services = getattr(worker.wsgi, "extensions", {}).get("gusher.services")
+    """Start the slave worker's subscriber, heartbeat and sweeper (after monkey-patching)."""
+    services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("gusher.services")
     if services is not None:
         services.start(worker)
 
 
 def worker_exit(server, worker):
-    """Leave the cluster cleanly even when the watcher did not run."""
-    services = getattr(worker.wsgi, "extensions", {}).get("gusher.services")
+    """Leave the cluster cleanly even when the watcher did not run (a worker that failed to boot
+    has no app)."""
+    services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("gusher.services")
     if services is not None:
         services.stop()

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from gusher.config import load_settings, parse_listen
 from gusher.core import signing
-from gusher.embedded import EmbeddedRedis, free_port, wait_for_port
+from gusher.embedded import EmbeddedRedis, ensure_port_free, free_port, wait_for_port
+from gusher.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +87,11 @@ class _LocalRun:
         url = f"http://127.0.0.1:{self.webhook.server_address[1]}/auth"
         create_broker(load_settings(environ=self.env), "gusher-up").apps.save("demo", {"url": url})
 
+    def check_ports(self) -> None:
+        """Refuse, before anything starts, to run on a port something listens on already."""
+        for listen in (self.settings.master_api_listen, self.settings.api_listen):
+            ensure_port_free(*parse_listen(listen))
+
     def start_roles(self) -> tuple[int, int]:
         """Master and slave, each in a session of its own; their ports once both accept."""
         for role in ("master", "slave"):
@@ -98,9 +104,27 @@ class _LocalRun:
             )
         _, master_port = parse_listen(self.settings.master_api_listen)
         _, slave_port = parse_listen(self.settings.api_listen)
-        wait_for_port("127.0.0.1", master_port, 30)
-        wait_for_port("127.0.0.1", slave_port, 30)
+        for role, port in (("master", master_port), ("slave", slave_port)):
+            self._wait_listening(role, port)
         return master_port, slave_port
+
+    def _wait_listening(self, role: str, port: int, timeout: float = 30.0) -> None:
+        """Until `port` accepts; a role that exits meanwhile is an error (its log says why)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for child in self.children:
+                if child.poll() is not None:
+                    raise ConfigError(
+                        f"a server exited with code {child.returncode} before listening (see above)"
+                    )
+            try:
+                wait_for_port("127.0.0.1", port, 0.2)
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"the {role} does not listen on port {port} after {timeout:g} s"
+                    ) from None
 
     def wait(self) -> None:
         """Until a role exits."""
@@ -127,6 +151,7 @@ def _up(args: argparse.Namespace) -> int:
     # SIGTERM ends the run like Ctrl-C: through `finally`, which stops everything.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        run.check_ports()
         redis_addr = run.start_redis()
         run.start_demo_app()
         master_port, slave_port = run.start_roles()
@@ -140,6 +165,9 @@ def _up(args: argparse.Namespace) -> int:
         )
         run.wait()
         return 1
+    except ConfigError as exc:
+        print(f"gusher up: {exc.reason}", file=sys.stderr, flush=True)
+        return 2
     except (KeyboardInterrupt, SystemExit):
         return 0
     finally:

@@ -22,6 +22,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise `ConfigError` naming the address when something already listens on `host:port`.
+
+    Each gunicorn worker binds its port with SO_REUSEPORT, which also lets a
+    second server (a forgotten `gusher master`, another `make run`) bind the
+    same port without a word, and then the kernel shares the clients between
+    them. A probe bound without SO_REUSEPORT fails wherever anyone listens.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"{host}:{port} is already in use ({exc.strerror}): another server listens there; "
+                "stop it, or choose another address (API_LISTEN / MASTER_API_LISTEN)"
+            ) from None
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     """Block until something accepts on `host:port`, or raise TimeoutError."""
     deadline = time.monotonic() + timeout

@@ -1,4 +1,4 @@
-"""gusher's gunicorn worker: gevent's, with JSON refusals and counted header stalls.
+"""gusher's gunicorn worker: gevent's, with JSON refusals, counted header stalls, a quiet Ctrl-C.
 
 gunicorn refuses some requests itself, before any application code runs (a
 request line over `limit_request_line`: 414, too many or too large headers:
@@ -43,6 +43,17 @@ class GusherWorker(GeventWorker):
         """Answer gunicorn's own refusals in JSON, then run as gevent's worker does."""
         util.write_error = write_json_error
         super().init_process()
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """Ctrl-C (SIGINT) or the arbiter's quick stop (SIGQUIT): stop as on SIGTERM.
+
+        gunicorn's own handler calls `sys.exit` in a greenlet, which gevent
+        reports as a `SystemExit` traceback per worker at every Ctrl-C, and
+        drops WebSocket clients without a close frame. Clearing `alive` lets
+        the worker close its clients with 1001 and end its loop; the arbiter
+        still kills what is left after `graceful_timeout`.
+        """
+        self.alive = False
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         """One client connection, in a greenlet of its own; counts the requests it served."""

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,3 +91,65 @@ def test_master_command_reads_the_seed_env_flag(tmp_path, redis_server, app_key)
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_up_on_a_taken_port_says_so_and_exits_before_any_banner(tmp_path) -> None:
+    """Issue 15: `make run` with its slave port taken names the port and exits non-zero at once,
+    before starting anything (it used to print its banner and never exit)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_ADDR"}
+    env.update(
+        MASTER_API_LISTEN=f"127.0.0.1:{free_port()}",
+        API_LISTEN=f"127.0.0.1:{taken}",
+        GUSHER_ENV_FILE=str(tmp_path / "none.env"),
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "gusher.cli", "up"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        holder.close()
+    assert run.returncode == 2
+    assert f"127.0.0.1:{taken} is already in use" in run.stderr
+    assert "gusher is running" not in run.stdout and "embedded Redis" not in run.stdout
+
+
+def test_ctrl_c_stops_the_roles_quietly_and_closes_clients_with_1001(tmp_path, redis_server, app_key) -> None:
+    """Issue 15: Ctrl-C (SIGINT to the whole foreground group) on `gusher master` / `gusher slave`
+    exits 0 without a SystemExit traceback per worker, and a slave's clients get 1001."""
+    for role, listen in (("master", "MASTER_API_LISTEN"), ("slave", "API_LISTEN")):
+        port = free_port()
+        env = dict(os.environ, REDIS_ADDR=redis_server.addr, GUSHER_ENV_FILE=str(tmp_path / "none.env"))
+        env.update({listen: f"127.0.0.1:{port}", "GUSHER_MASTER_WORKERS": "2", "GUSHER_SLAVE_WORKERS": "2"})
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gusher.cli", role],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        client = None
+        try:
+            wait_for_port("127.0.0.1", port, 20)
+            url = f"http://127.0.0.1:{port}/healthz"
+            wait_until(lambda url=url: requests.get(url, timeout=2).status_code == 200)
+            if role == "slave":
+                client = Client(f"ws://127.0.0.1:{port}", app_key, "allow:u:c")
+            os.killpg(process.pid, signal.SIGINT)
+            output, _ = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 0, output[-3000:]
+        assert "Traceback" not in output and "SystemExit" not in output, output[-3000:]
+        if client is not None:
+            assert client.recv_close() == (1001, "server shutting down")

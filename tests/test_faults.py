@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ import requests
 import websocket
 
 from gusher.embedded import EmbeddedRedis, free_port
-from tests.support import Client, GunicornProcess, Webhook, allow, new_app_key, push, wait_until
+from tests.support import ROOT, Client, GunicornProcess, Webhook, allow, new_app_key, push, wait_until
 
 
 @pytest.fixture
@@ -313,3 +315,45 @@ def test_log_lines_are_timestamped_and_repeats_held_back() -> None:
         )
     finally:
         master.stop()
+
+
+def _exits_refusing(process: GunicornProcess, timeout: float = 20) -> str:
+    """Start a server that should refuse to run; return its log once it has exited non-zero."""
+    log = open(process.log_path, "ab")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", f"wsgi_{process.role}:app"],
+        cwd=ROOT,
+        env=process.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    assert child.wait(timeout) != 0
+    return process.log()
+
+
+def test_a_taken_port_is_refused_with_a_clear_error(redis_server) -> None:
+    """Issue 15: a port something listens on already stops the server at once, naming the port
+    (the workers used to crash-loop on `Connection in use` forever)."""
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    try:
+        log = _exits_refusing(GunicornProcess("slave", redis_server.addr, workers=1, port=port))
+        assert f"127.0.0.1:{port} is already in use" in log and "Traceback" not in log
+    finally:
+        holder.close()
+
+
+def test_a_second_server_never_shares_a_port(redis_server, webhook) -> None:
+    """Issue 15: with reuse_port, a second instance used to bind the same port silently and take
+    some of the clients; it is refused, and the first one keeps every request."""
+    first = GunicornProcess("master", redis_server.addr, workers=1).start()
+    try:
+        log = _exits_refusing(GunicornProcess("master", "127.0.0.1:1", workers=1, port=first.port))
+        assert f"127.0.0.1:{first.port} is already in use" in log
+        statuses = {requests.get(first.url + "/healthz", timeout=5).status_code for _ in range(20)}
+        assert statuses == {200}  # the second one (pointed at a dead Redis) would answer 503
+    finally:
+        first.stop()
