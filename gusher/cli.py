@@ -78,6 +78,12 @@ class _LocalRun:
             print(f"embedded Redis-compatible server on {self.embedded.addr}")
         return self.env.get("REDIS_ADDR") or self.settings.redis_addr
 
+    def redis_cli_arguments(self) -> str:
+        """How `redis-cli` reaches the Redis in use (`-h host -p port`, or `-u URL`)."""
+        if self.embedded is not None:
+            return f"-h {self.embedded.host} -p {self.embedded.port}"
+        return f"-u {load_settings(environ=self.env).redis_url_redacted}"
+
     def start_demo_app(self) -> None:
         """The demo webhook in a thread, and the app `demo` pointing at it."""
         from gusher.broker.factory import create_broker  # redis-py: not for `gusher sign`
@@ -160,6 +166,7 @@ def _up(args: argparse.Namespace) -> int:
             f"  demo page:   http://127.0.0.1:{slave_port}/demo\n"
             f"  push to it:  curl -X POST 'http://127.0.0.1:{master_port}/api/push/demo/demo/hello?data=hi+there'\n"
             f"  slaves:      curl http://127.0.0.1:{master_port}/api/system/slaveinfos\n"
+            f"  Redis:       redis-cli {run.redis_cli_arguments()}\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )
@@ -214,23 +221,42 @@ def sign_command(argv: list[str], now: float | None = None) -> str:
     return shlex.join([*words, args.url])
 
 
+_COMMANDS = """commands:
+  master      the HTTP API (gunicorn wsgi_master:app), configured by .env
+  slave       the WebSocket server (gunicorn -c gunicorn.conf.py wsgi_slave:app)
+  up          everything on this machine, for real: embedded Redis unless REDIS_ADDR is
+              set, a demo app, a master and a slave (what `make run` does)
+  sign        print a curl line signed with an app's secret (`gusher sign --help`)
+
+Installed by `make install` in .venv: run it as .venv/bin/gusher (or activate the venv)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `gusher` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["sign"]:
-        print(sign_command(argv[1:]))
-        return 0
-    # The seed spells its flag `-env`; argparse wants `--env`.
-    argv = ["--env" if a == "-env" else a for a in argv]
-    parser = argparse.ArgumentParser(prog="gusher", description=__doc__.splitlines()[0])
-    parser.add_argument("--env", help="path of the .env file (default ./.env)")
-    parser.add_argument("role", choices=("master", "slave", "up"))
+    parser = argparse.ArgumentParser(
+        prog="gusher",
+        description=__doc__.splitlines()[0],
+        epilog=_COMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # The seed spells its flag `-env`; `--env` works too.
+    parser.add_argument("-env", "--env", dest="env", metavar="FILE", help="the .env file (default ./.env)")
+    parser.add_argument(
+        "command", choices=("master", "slave", "up", "sign"), metavar="{master,slave,up,sign}"
+    )
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.env:
         os.environ["GUSHER_ENV_FILE"] = os.path.abspath(args.env)
-    if args.role == "up":
+    if args.command == "sign":
+        print(sign_command(args.arguments))
+        return 0
+    if args.arguments:
+        parser.error(f"{args.command} takes no arguments: {' '.join(args.arguments)}")
+    if args.command == "up":
         return _up(args)
-    _exec_role(args.role)
+    _exec_role(args.command)
     return 0
 
 

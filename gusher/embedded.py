@@ -6,6 +6,7 @@ which need a real server on a free port that they can stop and restart.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -72,7 +73,7 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
-        self._dir = tempfile.mkdtemp(prefix="gusher-valkey-")
+        self._dir = ""  # made by `start`, removed by `stop`
 
     @property
     def addr(self) -> str:
@@ -81,6 +82,7 @@ class EmbeddedRedis:
 
     def start(self) -> EmbeddedRedis:
         """Start the server and wait until it accepts connections."""
+        self._dir = tempfile.mkdtemp(prefix="gusher-valkey-")
         args = [
             server_binary(),
             "--port",
@@ -106,16 +108,18 @@ class EmbeddedRedis:
         return self
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
+        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)  # every run left one in /tmp
+            self._dir = ""
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -7,8 +7,10 @@ and clients use websocket-client, a library users' backends use too.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +29,10 @@ import websocket
 from gusher.embedded import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# The servers' logs of one process (a test session, a reliability script), removed when it
+# exits: test runs used to leave hundreds of log files in /tmp.
+LOG_DIR = tempfile.mkdtemp(prefix="gusher-tests-")
+atexit.register(shutil.rmtree, LOG_DIR, True)
 
 
 class GunicornProcess:
@@ -51,7 +57,7 @@ class GunicornProcess:
         }
         for name, value in settings.items():
             self.env["GUSHER_" + name.upper()] = str(value)
-        self.log_path = Path(tempfile.mkstemp(prefix=f"gusher-{role}-", suffix=".log")[1])
+        self.log_path = Path(tempfile.mkstemp(prefix=f"{role}-", suffix=".log", dir=LOG_DIR)[1])
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -91,6 +91,18 @@ def test_bad_json_bodies_are_400(master, app_key, body, reason) -> None:
     assert response.status_code == 400 and reason in response.json()["error"]
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", None])
+def test_a_json_body_sent_as_a_form_gets_a_hint(master, app_key, content_type) -> None:
+    """Issue 15: `curl -d '{"data": "x"}'` (a form type) says to send Content-Type: application/json,
+    not only "data is empty"."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = requests.post(
+        f"{master.url}/api/push/{app_key}/c/e", data=b'{"data": "x"}', headers=headers, timeout=5
+    )
+    assert response.status_code == 400
+    assert "Content-Type: application/json" in response.json()["error"]
+
+
 # -- many channels, batches -----------------------------------------------------------
 
 

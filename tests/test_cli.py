@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import redis as redis_lib
 import requests
 
 from gusher.embedded import free_port, wait_for_port
@@ -18,14 +19,18 @@ from tests.support import Client, wait_until
 
 
 def test_up_runs_a_working_demo(tmp_path) -> None:
-    """`gusher up` with no REDIS_ADDR: embedded Redis, demo app, master, slave, and a working curl line."""
+    """`gusher up` with no REDIS_ADDR: embedded Redis, demo app, master, slave, and a working curl
+    line; stopped, it leaves nothing in its temporary directory (issue 15: runs left files in /tmp)."""
     master_port, slave_port = free_port(), free_port()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_ADDR"}
     env.update(
         MASTER_API_LISTEN=f"127.0.0.1:{master_port}",
         API_LISTEN=f"127.0.0.1:{slave_port}",
         GUSHER_ENV_FILE=str(tmp_path / "none.env"),
         PYTHONUNBUFFERED="1",
+        TMPDIR=str(scratch),
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "gusher.cli", "up"],
@@ -42,9 +47,13 @@ def test_up_runs_a_working_demo(tmp_path) -> None:
             line = process.stdout.readline()
             assert line, "gusher up exited early:\n" + "".join(lines)
             lines.append(line)
-            if "push to it:" in line:
+            if "Ctrl-C stops everything" in line:
                 break
-        curl = re.search(r"curl .*", lines[-1]).group(0)
+        curl = re.search(r"curl .*", next(line for line in lines if "push to it:" in line)).group(0)
+        # Issue 15: the embedded Redis's random port is printed where a user looks, as a redis-cli line.
+        redis_line = next(line for line in lines if "redis-cli" in line)
+        host, port = re.search(r"redis-cli -h (\S+) -p (\d+)", redis_line).groups()
+        assert redis_lib.Redis(host=host, port=int(port)).hget("demo", "url")
         assert requests.get(f"http://127.0.0.1:{slave_port}/demo", timeout=5).status_code == 200
         client = Client(f"ws://127.0.0.1:{slave_port}", "demo", "anything")
         assert client.subscribe("demo")["event"] == "gusher.subscribe_succeeded"
@@ -57,6 +66,7 @@ def test_up_runs_a_working_demo(tmp_path) -> None:
         process.wait(30)
     for port in (master_port, slave_port):  # everything it started is gone
         wait_until(lambda port=port: not _listening(port), 10)
+    assert list(scratch.iterdir()) == []
 
 
 def _listening(port: int) -> bool:
@@ -153,3 +163,19 @@ def test_ctrl_c_stops_the_roles_quietly_and_closes_clients_with_1001(tmp_path, r
         assert "Traceback" not in output and "SystemExit" not in output, output[-3000:]
         if client is not None:
             assert client.recv_close() == (1001, "server shutting down")
+
+
+def test_help_lists_every_command_and_the_seeds_flag() -> None:
+    """Issue 15: `gusher --help` shows `sign` and spells the seed's flag `-env`; it says where the
+    command lives when it is not on PATH."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "gusher.cli", "--help"], capture_output=True, text=True, timeout=30
+    ).stdout
+    assert "{master,slave,up,sign}" in shown and "-env FILE" in shown and ".venv/bin/gusher" in shown
+    signed = subprocess.run(
+        [sys.executable, "-m", "gusher.cli", "sign", "--secret", "s", "http://m/api/check/a"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert signed.returncode == 0 and signed.stdout.startswith("curl ")

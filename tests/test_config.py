@@ -75,3 +75,12 @@ def test_the_redis_url_in_logs_hides_the_password() -> None:
     assert Settings(redis_addr="redis://:s3cret@db:6379/1").redis_url_redacted == "redis://:***@db:6379/1"
     assert Settings(redis_addr="rediss://user:s3cret@db/0").redis_url_redacted == "rediss://user:***@db/0"
     assert Settings(redis_addr="db:6379").redis_url_redacted == "redis://db:6379/0"
+
+
+def test_env_example_copied_to_env_keeps_the_embedded_redis() -> None:
+    """Issue 15: `cp .env.example .env` (as its header suggests) leaves REDIS_ADDR unset, so
+    `make run` still starts its embedded server; the servers' default stays 127.0.0.1:6379."""
+    from pathlib import Path
+
+    settings = load_settings(str(Path(__file__).parent.parent / ".env.example"), environ={})
+    assert settings.redis_addr == "" and settings.redis_url == "redis://127.0.0.1:6379/0"

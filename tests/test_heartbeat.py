@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from gusher.ops.heartbeat import merge_workers
+from gusher.ops.heartbeat import COUNTED, merge_workers
 from tests.support import Client, GunicornProcess, allow, wait_until
 
 SEED_FIELDS = {
@@ -49,9 +49,11 @@ def test_slaveinfos_has_the_seed_shape(master, own_slave, app_key, clients) -> N
         clients.append(Client(slave.ws_url, app_key, allow("u", "c")))
     key, entry = wait_until(lambda: (e := entry_of(master, slave)) and e[1]["connections"] >= 3 and e, 10)
     assert key == f"{entry['ip']}@{slave.port}"
-    assert set(entry) == set(SEED_FIELDS)
     for field, kind in SEED_FIELDS.items():
         assert type(entry[field]) is kind, field
+    # Issue 15: the workers' counters, summed, beside the seed's fields (ext: fields may be added).
+    assert set(entry) == set(SEED_FIELDS) | set(COUNTED)
+    assert entry["connections_total"] >= 3 and all(type(entry[name]) is int for name in COUNTED)
     assert entry["send_interval"] == "1"
     assert entry["connections"] == 3
     assert entry["goroutines"] > 0 and entry["usage-memory"] > 10_000_000
@@ -105,6 +107,7 @@ def test_merge_workers_sums_live_and_reports_dead() -> None:
     entry, dead = merge_workers(fields, now, 15)
     assert entry is not None
     assert (entry["usage-memory"], entry["goroutines"], entry["connections"]) == (15, 5, 5)
+    assert entry["deliveries"] == 0 and entry["subscriptions"] == 0
     assert entry["update_time"] == 999
     assert sorted(dead) == [b"w3", b"w4"]
     assert merge_workers({b"w3": fields[b"w3"]}, now, 15) == (None, [b"w3"])

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 from tests.support import ROOT
 
 
 def run_script(name: str, *args: str, timeout: float = 240) -> dict:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "reliability" / name), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert result.returncode == 0, summary
+    """Run a script; it must pass and leave nothing in its temporary directory (issue 15)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "reliability" / name), *args],
+            cwd=ROOT,
+            env=dict(os.environ, TMPDIR=scratch),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert result.returncode == 0, summary
+        assert os.listdir(scratch) == []
     return summary
 
 

@@ -92,6 +92,11 @@ def data_parameter() -> Any:
         else:
             data = request.form.get("data")
     if not data:
+        if request.get_data(cache=True).lstrip()[:1] in (b"{", b"["):
+            # `curl -d '{"data": …}'` sends a form type: say what would have worked.
+            raise RequestError(
+                "data is empty: the body looks like JSON; send it with Content-Type: application/json"
+            )
         raise RequestError("data is empty")
     if len(data) > limit:
         raise PayloadTooLarge(f"data over {limit} bytes")

@@ -24,11 +24,14 @@ import psutil
 from gusher import __version__
 from gusher.broker.base import StatusStore
 from gusher.config import Settings, parse_listen
+from gusher.core.metrics import COUNTERS
 from gusher.ops.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 DEAD_AFTER_INTERVALS = 3
+# Beyond the seed's fields, slaveinfos sums these over a slave's workers.
+COUNTED = ("subscriptions", *COUNTERS)
 
 
 def external_ipv4(configured: str = "") -> str:
@@ -78,7 +81,14 @@ def merge_workers(
         "send_interval": newest["send_interval"],
         "update_time": int(newest["update_time"]),
     }
+    # ext: the workers' counters, summed (the seed's fields above keep their names and types).
+    for name in COUNTED:
+        entry[name] = sum(_as_int(r.get(name)) for r in live)
     return entry, dead
+
+
+def _as_int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def slave_infos(status: StatusStore, interval: float) -> dict[str, dict[str, Any]]:
