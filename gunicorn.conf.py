@@ -7,11 +7,13 @@ listen settings, so `.env` alone configures a deployment.
 
 import sys
 
-from gusher import logs
+from gusher import __version__, logs
 from gusher.config import load_settings, parse_listen
 
 _settings = load_settings()
-logs.configure(_settings.log_level)
+# gunicorn's lines and gusher's alike: time, pid, level and logger (or JSON), repeats held back.
+logconfig_dict = logs.gunicorn_config(_settings.log_level, _settings.log_format)
+logger_class = "gusher.worker.GusherLogger"  # with the access log always off
 
 
 def _role() -> str:
@@ -70,7 +72,8 @@ def when_ready(server):
     """Say where this role listens and which Redis it uses (gunicorn's own line has no address
     when each worker binds its port)."""
     server.log.info(
-        "gusher %s listening on http://%s:%d with %d workers; Redis %s",
+        "gusher %s %s listening on http://%s:%d with %d workers; Redis %s",
+        __version__,
         _ROLE,
         _host,
         _port,

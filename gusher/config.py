@@ -56,6 +56,7 @@ class Settings:
     public_ip: str = ""
     trusted_proxies: str = "127.0.0.1,::1"
     log_level: str = "info"
+    log_format: str = "text"
     # Security (issue 6). The admin token guards /api/system/* and the listings;
     # repr=False keeps it out of any log line that prints the settings.
     admin_token: str = field(default="", repr=False)
@@ -181,6 +182,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("GUSHER_MAX_MESSAGE_SIZE must be at least 64 bytes")
     if settings.redis_max_connections < 1:
         raise ConfigError("GUSHER_REDIS_MAX_CONNECTIONS must be at least 1")
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError("GUSHER_LOG_FORMAT must be text or json")
     if settings.command_concurrency < 1:
         raise ConfigError("GUSHER_COMMAND_CONCURRENCY must be at least 1")
     if settings.max_push_channels < 1 or settings.max_batch_events < 1:

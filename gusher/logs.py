@@ -3,18 +3,20 @@
 gunicorn formats its lines `[time] [pid] [LEVEL] message`; gusher's lines had
 no handler of their own and went out bare through Python's last-resort
 handler (warnings only, no time, no level: 312 untimestamped
-`BackendUnavailable: …` lines in one probe, issue 17). `configure` gives the
-`gusher` loggers gunicorn's shape plus the logger's name, and a
-`RepeatFilter` that lets one line of each kind through per window and says
-how many it held back.
+`BackendUnavailable: …` lines in one probe, issue 17). `gunicorn_config`,
+gunicorn's `logconfig_dict` (gunicorn.conf.py), gives every line, gunicorn's
+and gusher's, the time, pid, level and logger, or makes each one JSON object
+(`GUSHER_LOG_FORMAT=json`); gusher's lines pass a `RepeatFilter`, which lets
+one line of each kind through per window and says how many it held back.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
@@ -51,14 +53,55 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def configure(level: str = "info") -> None:
-    """Write the `gusher` loggers' lines to stderr, timestamped, with repeats held back (idempotent)."""
-    logger = logging.getLogger("gusher")
-    if any(isinstance(f, RepeatFilter) for h in logger.handlers for f in h.filters):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
-    handler.addFilter(RepeatFilter())
-    logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    logger.propagate = False
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (`GUSHER_LOG_FORMAT=json`), for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """`{"time", "level", "logger", "pid", "message"[, "exception"]}`."""
+        line: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def gunicorn_config(level: str = "info", log_format: str = "text") -> dict[str, Any]:
+    """gunicorn's `logconfig_dict`: its lines and gusher's alike, on stderr, in one format.
+
+    Every line has the time, the level, the pid and the logger (gunicorn's own
+    format has no logger); gusher's lines also go through a `RepeatFilter`.
+    """
+    formatter: dict[str, Any] = (
+        {"()": JsonFormatter} if log_format == "json" else {"format": FORMAT, "datefmt": DATE_FORMAT}
+    )
+
+    def logger(*handlers: str) -> dict[str, Any]:
+        return {"level": level.upper(), "handlers": list(handlers), "propagate": False}
+
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": "WARNING", "handlers": ["plain"]},
+        "loggers": {
+            "gunicorn.error": logger("plain"),
+            # Never written (gusher.worker.GusherLogger): request lines carry clients' tokens.
+            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+            "gusher": logger("held_back"),
+        },
+        "filters": {"repeats": {"()": RepeatFilter}},
+        "handlers": {
+            "plain": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"},
+            "held_back": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "filters": ["repeats"],
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "formatters": {"line": formatter},
+    }

@@ -1,4 +1,4 @@
-"""gusher's gunicorn worker: gevent's, with JSON refusals, counted header stalls, a quiet Ctrl-C.
+"""gusher's gunicorn worker and logger: JSON refusals, counted header stalls, a quiet Ctrl-C, no access log.
 
 gunicorn refuses some requests itself, before any application code runs (a
 request line over `limit_request_line`: 414, too many or too large headers:
@@ -18,7 +18,7 @@ from typing import Any
 
 import gevent
 import orjson
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.workers.ggevent import GeventWorker
 
 
@@ -30,6 +30,19 @@ def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+class GusherLogger(glogging.Logger):
+    """gunicorn's logger with its access log always off.
+
+    Clients' `auth` tokens travel in WebSocket URLs, so no request line may be
+    logged; gunicorn turns its access log on whenever a `logconfig_dict` is
+    given (gusher gives one, `gusher.logs.gunicorn_config`), and then formats
+    every request's line even when nothing prints it.
+    """
+
+    def _compute_access_log_enabled(self) -> bool:
+        return False
 
 
 class _HeadersStalled(Exception):

@@ -19,6 +19,7 @@ import redis as redis_lib
 import requests
 import websocket
 
+from gusher import __version__
 from gusher.embedded import EmbeddedRedis, free_port
 from tests.support import ROOT, Client, GunicornProcess, Webhook, allow, new_app_key, push, wait_until
 
@@ -310,11 +311,25 @@ def test_log_lines_are_timestamped_and_repeats_held_back() -> None:
             r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[WARNING\] gusher\.app: ", warnings[0]
         )
         assert (
-            f"gusher master listening on http://127.0.0.1:{master.port} with 1 workers; Redis redis://{addr}/0"
-            in log
+            f"gusher {__version__} master listening on http://127.0.0.1:{master.port} with 1 workers; "
+            f"Redis redis://{addr}/0" in log
         )
     finally:
         master.stop()
+    # Issue 15: every line, gunicorn's included, has time, pid, level and logger.
+    line = re.compile(r"\[[^]]+\] \[\d+\] \[[A-Z]+\] [\w.]+: ")
+    assert all(line.match(text) for text in master.log().splitlines() if text.strip()), master.log()
+
+
+def test_json_logs_have_one_object_per_line() -> None:
+    """Issue 15: GUSHER_LOG_FORMAT=json writes every line, gunicorn's too, as one JSON object."""
+    master = GunicornProcess("master", f"127.0.0.1:{free_port()}", workers=1, log_format="json")
+    master.start(wait_ready=False)
+    requests.post(f"{master.url}/api/push/app/c/e", params={"data": "x"}, timeout=10)
+    master.stop()
+    lines = [json.loads(text) for text in master.log().splitlines() if text.strip()]
+    assert {"gunicorn.error", "gusher.app"} <= {line["logger"] for line in lines}
+    assert all({"time", "level", "logger", "pid", "message"} <= set(line) for line in lines)
 
 
 def _exits_refusing(process: GunicornProcess, timeout: float = 20) -> str:
