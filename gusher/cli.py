@@ -1,4 +1,4 @@
-"""`gusher master|slave|up|sign`: the seed's `./gusher.cluster master|slave`, plus a demo.
+"""`gusher master|slave|up|sign|apps|push|stats`: the seed's `./gusher.cluster master|slave`, and more.
 
 - `gusher master` / `gusher slave` exec the same gunicorn servers users run by
   hand (`gunicorn -c gunicorn.conf.py wsgi_slave:app`).
@@ -8,6 +8,8 @@
   slave; it prints the demo page's address and a curl line that pushes to it.
 - `gusher sign --secret-file F [--json BODY] URL` prints a signed curl line
   for an app that has a `secret` (see `gusher.core.signing`).
+- `gusher apps|push|stats` manage apps, push and show the slaves against the
+  configured Redis (`gusher.manage`).
 """
 
 from __future__ import annotations
@@ -167,6 +169,7 @@ def _up(args: argparse.Namespace) -> int:
             f"  push to it:  curl -X POST 'http://127.0.0.1:{master_port}/api/push/demo/demo/hello?data=hi+there'\n"
             f"  slaves:      curl http://127.0.0.1:{master_port}/api/system/slaveinfos\n"
             f"  Redis:       redis-cli {run.redis_cli_arguments()}\n"
+            f"  apps:        REDIS_ADDR={redis_addr} .venv/bin/gusher apps list\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )
@@ -227,6 +230,9 @@ _COMMANDS = """commands:
   up          everything on this machine, for real: embedded Redis unless REDIS_ADDR is
               set, a demo app, a master and a slave (what `make run` does)
   sign        print a curl line signed with an app's secret (`gusher sign --help`)
+  apps        add, list, show, change, remove apps, rotate their secrets (`gusher apps --help`)
+  push        publish one message to a channel (`gusher push --help`)
+  stats       the live slaves and their counters
 
 Installed by `make install` in .venv: run it as .venv/bin/gusher (or activate the venv)."""
 
@@ -242,9 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     # The seed spells its flag `-env`; `--env` works too.
     parser.add_argument("-env", "--env", dest="env", metavar="FILE", help="the .env file (default ./.env)")
-    parser.add_argument(
-        "command", choices=("master", "slave", "up", "sign"), metavar="{master,slave,up,sign}"
-    )
+    commands = ("master", "slave", "up", "sign", "apps", "push", "stats")
+    parser.add_argument("command", choices=commands, metavar="{" + ",".join(commands) + "}")
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.env:
@@ -252,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sign":
         print(sign_command(args.arguments))
         return 0
+    if args.command in ("apps", "push", "stats"):
+        from gusher import manage  # redis-py: not for `gusher sign`
+
+        return manage.main([args.command, *args.arguments])
     if args.arguments:
         parser.error(f"{args.command} takes no arguments: {' '.join(args.arguments)}")
     if args.command == "up":

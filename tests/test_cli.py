@@ -171,7 +171,8 @@ def test_help_lists_every_command_and_the_seeds_flag() -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "gusher.cli", "--help"], capture_output=True, text=True, timeout=30
     ).stdout
-    assert "{master,slave,up,sign}" in shown and "-env FILE" in shown and ".venv/bin/gusher" in shown
+    assert "{master,slave,up,sign,apps,push,stats}" in shown and "-env FILE" in shown
+    assert ".venv/bin/gusher" in shown
     signed = subprocess.run(
         [sys.executable, "-m", "gusher.cli", "sign", "--secret", "s", "http://m/api/check/a"],
         capture_output=True,

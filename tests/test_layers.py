@@ -20,6 +20,7 @@ RANKS = {
     "edge": 6,
     "api": 6,
     "limits": 7,
+    "manage": 7,
     "app": 8,
     "cli": 8,
     "worker": 8,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import gevent.event
@@ -60,6 +60,14 @@ class RedisAppStore:
         check_app_key(app_key)
         with translate_errors():
             self._client.hset(app_key, mapping=dict[Any, Any](fields))
+
+    def forget(self, app_key: str, fields: Iterable[str] = ()) -> bool:
+        """HDEL the given fields, or DEL the whole hash when none is given."""
+        check_app_key(app_key)
+        names = list(fields)
+        with translate_errors():
+            removed = self._client.hdel(app_key, *names) if names else self._client.delete(app_key)
+        return bool(removed)
 
 
 class AppCache:

@@ -91,6 +91,9 @@ class AppStore(Protocol):
     def save(self, app_key: str, fields: Mapping[str, str]) -> None:
         """Set fields of the app's hash (creating it)."""
 
+    def forget(self, app_key: str, fields: Iterable[str] = ()) -> bool:
+        """Delete the given fields of the app's hash, or the whole app; False if there was nothing."""
+
 
 class StatusStore(Protocol):
     """Slave heartbeats and presence snapshots (gusher.ops): opaque reports with expiries."""
