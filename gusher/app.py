@@ -95,6 +95,13 @@ def create_master_app(settings: Settings | None = None) -> Flask:
     app = _new_app("gusher.master", settings, Metrics())
     seed.init_app(app, settings)
     ext.init_app(app)
+    services = app.extensions["gusher.services"]
+
+    @app.before_request
+    def ensure_started() -> None:
+        # Served without gunicorn.conf.py's post_worker_init hook: start lazily.
+        services.start()
+
     return app
 
 

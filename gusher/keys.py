@@ -70,6 +70,16 @@ def slave_key(slave_id: str) -> str:
     return SLAVE_PREFIX + slave_id
 
 
+def server_key(role: str, server_id: str) -> str:
+    """The hash of one server's per-worker heartbeats: `gusher:slave:…` or `gusher:master:…`."""
+    return slave_key(server_id) if role == "slave" else f"{INTERNAL_PREFIX}{role}:{server_id}"
+
+
+def servers_index(role: str) -> str:
+    """The sorted set of a role's live servers by their last beat: `gusher:slaves`, `gusher:masters`."""
+    return SLAVES_INDEX if role == "slave" else f"{INTERNAL_PREFIX}{role}s"
+
+
 def user_channel(app_key: str, user_id: str) -> str:
     """The pub/sub channel carrying pushes to every connection of one user of an app.
 

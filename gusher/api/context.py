@@ -16,6 +16,8 @@ from gusher.api import pushes, security
 from gusher.broker.base import Broker
 from gusher.config import Settings
 from gusher.core.apps import AppConfig
+from gusher.core.metrics import Metrics
+from gusher.core.publication import Routed
 from gusher.errors import PayloadTooLarge, RequestError
 
 
@@ -29,6 +31,13 @@ def current_broker() -> Broker:
     """The broker of the app serving this request."""
     broker: Broker = current_app.extensions["gusher.broker"]
     return broker
+
+
+def publish(items: list[Routed]) -> None:
+    """Publish through the broker; the master's `publications` counter counts each message."""
+    current_broker().publish(items)
+    metrics: Metrics = current_app.extensions["gusher.metrics"]
+    metrics.publications += len(items)
 
 
 def authorized_app(app_key: str) -> AppConfig:

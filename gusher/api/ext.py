@@ -20,7 +20,14 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 
 from gusher.api import pushes, security
-from gusher.api.context import authorized_app, current_broker, current_settings, json_body, listed_app
+from gusher.api.context import (
+    authorized_app,
+    current_broker,
+    current_settings,
+    json_body,
+    listed_app,
+    publish,
+)
 from gusher.keys import check_name
 from gusher.ops import presence
 
@@ -34,7 +41,7 @@ def push_event(app_key: str) -> Any:
     channels, event, data, publications = pushes.parse_event(
         app_key, json_body(), current_settings().max_push_channels
     )
-    current_broker().publish(publications)
+    publish(publications)
     return jsonify(channels=channels, event=event, data=data)
 
 
@@ -43,7 +50,7 @@ def push_batch(app_key: str) -> Any:
     """Different events in one call: `{"batch": [{"channel", "event", "data"}, ...]}`."""
     authorized_app(app_key)
     publications = pushes.parse_batch(app_key, json_body(), current_settings().max_batch_events)
-    current_broker().publish(publications)
+    publish(publications)
     return jsonify(published=len(publications))
 
 
@@ -52,7 +59,7 @@ def push_user(app_key: str, user_id: str) -> Any:
     """`{"event", "data"[, "channel"]}` to every connection of `user_id`, on every slave."""
     authorized_app(app_key)
     channel, event, data, publication = pushes.parse_user_push(app_key, user_id, json_body())
-    current_broker().publish([publication])
+    publish([publication])
     return jsonify(user_id=user_id, channel=channel, event=event, data=data)
 
 

@@ -25,7 +25,8 @@ import time
 from flask import request
 
 from gusher.config import Settings
-from gusher.core import signing
+from gusher.core import access, signing
+from gusher.core.access import bearer_token, has_admin_token
 from gusher.core.apps import AppConfig
 from gusher.errors import RequestError, SignatureError
 
@@ -33,20 +34,12 @@ log = logging.getLogger(__name__)
 
 
 def _bearer() -> str:
-    """The token of an `Authorization: Bearer …` header, or ''.
-
-    WSGI hands headers over as latin-1 text; re-read the bytes as UTF-8 (like
-    secrets from Redis, losslessly) so a non-ASCII secret compares equal.
-    """
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return ""
-    return token.strip().encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+    """The bearer token of this request, or ''."""
+    return bearer_token(request.headers.get("Authorization", ""))
 
 
 def _has_admin_token(settings: Settings) -> bool:
-    token = _bearer()
-    return bool(settings.admin_token and token) and signing.same(token, settings.admin_token)
+    return has_admin_token(settings, request.headers.get("Authorization", ""))
 
 
 def _verify_signature(secret: str, settings: Settings) -> None:
@@ -95,8 +88,7 @@ def authorize_listing(app: AppConfig, settings: Settings) -> None:
 
 def require_admin(settings: Settings) -> None:
     """Refuse an admin endpoint to a caller without the admin token, when one is configured."""
-    if settings.admin_token and not _has_admin_token(settings):
-        raise SignatureError("this endpoint needs the admin token (Authorization: Bearer …)")
+    access.require_admin(settings, request.headers.get("Authorization", ""))
 
 
 def describe_open_apps(apps: list[AppConfig], settings: Settings) -> list[str]:

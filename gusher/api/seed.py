@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from gusher.api import security
-from gusher.api.context import authorized_app, current_broker, current_settings, data_parameter
+from gusher.api.context import authorized_app, current_broker, current_settings, data_parameter, publish
+from gusher.api.services import MasterServices
 from gusher.broker.base import Broker
 from gusher.broker.factory import create_broker
 from gusher.config import Settings
+from gusher.core.metrics import Metrics
 from gusher.core.publication import Publication
 from gusher.errors import RequestError
 from gusher.keys import check_name, pubsub_channel
-from gusher.ops import heartbeat
+from gusher.ops import exposition, heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ def push(app_key: str, channel: str, event: str) -> Any:
     check_name("event", event)
     authorized_app(app_key)
     publication = Publication.create(channel, event, data_parameter())
-    current_broker().publish([(pubsub_channel(app_key, channel), publication)])
+    publish([(pubsub_channel(app_key, channel), publication)])
     return current_app.response_class(publication.payload, mimetype="application/json")
 
 
@@ -76,12 +79,62 @@ def _log_open_apps(broker: Broker, settings: Settings) -> None:
         log.warning("%s", line)
 
 
+_PUSH_ENDPOINTS = {
+    "gusher_master.push",
+    "gusher_ext.push_event",
+    "gusher_ext.push_batch",
+    "gusher_ext.push_user",
+}
+
+
+def _start_timing() -> None:
+    g.gusher_started = time.monotonic()
+
+
+def _count_push(response: Response) -> Response:
+    """Every push request, answered or refused, is counted and timed (gusher_push_* metrics)."""
+    if request.endpoint in _PUSH_ENDPOINTS:
+        metrics: Metrics = current_app.extensions["gusher.metrics"]
+        if response.status_code == 200:
+            metrics.pushes += 1
+        elif response.status_code < 500:
+            metrics.pushes_refused += 1
+        metrics.observe("push_seconds", time.monotonic() - g.get("gusher_started", time.monotonic()))
+    return response
+
+
+def metrics_page() -> Any:
+    """Prometheus metrics: this master's workers summed, and every live slave (admin token when set)."""
+    security.require_admin(current_settings())
+    services: MasterServices = current_app.extensions["gusher.services"]
+    status, interval = current_broker().status, current_settings().heartbeat_interval
+    heartbeat_ = services.heartbeat
+    own = heartbeat_.report()
+    siblings = exposition.live_reports(
+        status.heartbeat_reports(heartbeat_.slave_id, "master"),
+        time.time(),
+        interval,
+        skip=heartbeat_.worker_id,
+    )
+    body = exposition.render(
+        [
+            *exposition.families(exposition.for_role(exposition.summed([own, *siblings]), "master")),
+            *exposition.cluster_families(heartbeat.slave_infos(status, interval)),
+        ]
+    )
+    return current_app.response_class(body, mimetype=None, content_type=exposition.CONTENT_TYPE)
+
+
 def init_app(app: Flask, settings: Settings) -> None:
-    """Attach the API blueprint and a broker to `app`."""
+    """Attach the API blueprint, a broker and the worker's services to `app`."""
     broker = create_broker(settings, "gusher-master")
     app.extensions["gusher.settings"] = settings
     app.extensions["gusher.broker"] = broker
+    app.extensions["gusher.services"] = MasterServices(settings, broker, app.extensions["gusher.metrics"])
+    app.before_request(_start_timing)
+    app.after_request(_count_push)
     app.register_blueprint(api)
+    app.add_url_rule("/metrics", "metrics", metrics_page)
     # In a thread (a greenlet under gunicorn): a slow or absent Redis must not delay start.
     threading.Thread(
         target=_log_open_apps, args=(broker, settings), name="gusher-open-apps", daemon=True

@@ -96,22 +96,24 @@ class AppStore(Protocol):
 
 
 class StatusStore(Protocol):
-    """Slave heartbeats and presence snapshots (gusher.ops): opaque reports with expiries."""
+    """Heartbeats of slaves and masters, and presence snapshots (gusher.ops): opaque reports with expiries."""
 
-    def write_heartbeat(self, slave_id: str, worker_id: str, report: bytes, ttl: int, now: float) -> None:
-        """Store one worker's report; the slave stays listed for `ttl` seconds."""
+    def write_heartbeat(
+        self, server_id: str, worker_id: str, report: bytes, ttl: int, now: float, role: str = "slave"
+    ) -> None:
+        """Store one worker's report; the server stays listed for `ttl` seconds."""
 
-    def heartbeat_reports(self, slave_id: str) -> Mapping[bytes, bytes]:
-        """Every worker's report of one slave."""
+    def heartbeat_reports(self, server_id: str, role: str = "slave") -> Mapping[bytes, bytes]:
+        """Every worker's report of one server."""
 
-    def delete_heartbeat_reports(self, slave_id: str, workers: Iterable[bytes]) -> None:
+    def delete_heartbeat_reports(self, server_id: str, workers: Iterable[bytes], role: str = "slave") -> None:
         """Drop the reports of workers known to be dead."""
 
-    def remove_heartbeat(self, slave_id: str, worker_id: str) -> None:
-        """Drop one worker's report; the slave is unlisted when it was the last."""
+    def remove_heartbeat(self, server_id: str, worker_id: str, role: str = "slave") -> None:
+        """Drop one worker's report; the server is unlisted when it was the last."""
 
-    def live_slaves(self, since: float) -> dict[str, Mapping[bytes, bytes]]:
-        """Every slave that reported after `since` (unix time), with its workers' reports."""
+    def live_servers(self, since: float, role: str = "slave") -> dict[str, Mapping[bytes, bytes]]:
+        """Every server of `role` that reported after `since` (unix time), with its workers' reports."""
 
     def write_presence(
         self, worker_id: str, reports: Mapping[str, bytes], ttl: int, gone: Iterable[str]

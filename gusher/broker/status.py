@@ -1,4 +1,4 @@
-"""Slave heartbeats and presence snapshots in Redis (`gusher:slave:…`, `gusher:presence:…`).
+"""Heartbeats and presence snapshots in Redis (`gusher:slave:…`, `gusher:master:…`, `gusher:presence:…`).
 
 `gusher.broker.base.StatusStore` on one Redis server. What a report holds
 and when it counts as dead is `gusher.ops`'s business; here they are opaque
@@ -14,11 +14,11 @@ from typing import cast
 import redis
 
 from gusher.broker.client import translate_errors
-from gusher.keys import SLAVES_INDEX, presence_key, slave_key
+from gusher.keys import presence_key, server_key, servers_index
 
 
 class RedisStatus:
-    """Heartbeats: one hash per slave (field = worker), indexed by the sorted set `gusher:slaves`.
+    """Heartbeats: one hash per server (field = worker), indexed by `gusher:slaves` / `gusher:masters`.
 
     Presence: one hash per app (field = worker).
     """
@@ -26,43 +26,46 @@ class RedisStatus:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
 
-    def write_heartbeat(self, slave_id: str, worker_id: str, report: bytes, ttl: int, now: float) -> None:
-        """Store the report, refresh the slave hash's expiry and its score in the index."""
-        key = slave_key(slave_id)
+    def write_heartbeat(
+        self, server_id: str, worker_id: str, report: bytes, ttl: int, now: float, role: str = "slave"
+    ) -> None:
+        """Store the report, refresh the server hash's expiry and its score in its role's index."""
+        key = server_key(role, server_id)
         with translate_errors():
             pipe = self._client.pipeline(transaction=False)
             pipe.hset(key, worker_id, report)
             pipe.expire(key, ttl)
-            pipe.zadd(SLAVES_INDEX, {slave_id: now})
+            pipe.zadd(servers_index(role), {server_id: now})
             pipe.execute()
 
-    def heartbeat_reports(self, slave_id: str) -> Mapping[bytes, bytes]:
-        """HGETALL of the slave's hash."""
-        return self._fields(slave_key(slave_id))
+    def heartbeat_reports(self, server_id: str, role: str = "slave") -> Mapping[bytes, bytes]:
+        """HGETALL of the server's hash."""
+        return self._fields(server_key(role, server_id))
 
-    def delete_heartbeat_reports(self, slave_id: str, workers: Iterable[bytes]) -> None:
+    def delete_heartbeat_reports(self, server_id: str, workers: Iterable[bytes], role: str = "slave") -> None:
         """HDEL dead workers' fields."""
-        self._delete_fields(slave_key(slave_id), workers)
+        self._delete_fields(server_key(role, server_id), workers)
 
-    def remove_heartbeat(self, slave_id: str, worker_id: str) -> None:
-        """HDEL this worker's field; drop the slave from the index once its hash is empty."""
-        key = slave_key(slave_id)
+    def remove_heartbeat(self, server_id: str, worker_id: str, role: str = "slave") -> None:
+        """HDEL this worker's field; drop the server from the index once its hash is empty."""
+        key = server_key(role, server_id)
         with translate_errors():
             self._client.hdel(key, worker_id)
             if not self._client.hlen(key):
-                self._client.zrem(SLAVES_INDEX, slave_id)
+                self._client.zrem(servers_index(role), server_id)
 
-    def live_slaves(self, since: float) -> dict[str, Mapping[bytes, bytes]]:
-        """Prune the index of slaves silent since before `since`, then read the others' hashes."""
+    def live_servers(self, since: float, role: str = "slave") -> dict[str, Mapping[bytes, bytes]]:
+        """Prune the index of servers silent since before `since`, then read the others' hashes."""
+        index = servers_index(role)
         with translate_errors():
-            self._client.zremrangebyscore(SLAVES_INDEX, "-inf", since)
-            members = cast(list[bytes], self._client.zrange(SLAVES_INDEX, 0, -1))
-            slave_ids = [member.decode() for member in members]
+            self._client.zremrangebyscore(index, "-inf", since)
+            members = cast(list[bytes], self._client.zrange(index, 0, -1))
+            server_ids = [member.decode() for member in members]
             pipe = self._client.pipeline(transaction=False)
-            for slave_id in slave_ids:
-                pipe.hgetall(slave_key(slave_id))
+            for server_id in server_ids:
+                pipe.hgetall(server_key(role, server_id))
             reports = pipe.execute()
-        return dict(zip(slave_ids, reports, strict=True))
+        return dict(zip(server_ids, reports, strict=True))
 
     def write_presence(
         self, worker_id: str, reports: Mapping[str, bytes], ttl: int, gone: Iterable[str]

@@ -14,16 +14,20 @@ from __future__ import annotations
 import _socket
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
+from gusher.core.access import require_admin
 from gusher.core.identity import Identity
+from gusher.core.metrics import Metrics
 from gusher.edge import handshake
 from gusher.edge.services import SlaveServices
-from gusher.errors import BackendUnavailable
+from gusher.errors import AuthError, BackendUnavailable, Forbidden, GusherError
+from gusher.ops import exposition
 from gusher.wire.gusher import GUSHER
 
 log = logging.getLogger(__name__)
@@ -70,20 +74,36 @@ def authenticate() -> None:
     if request.endpoint != "gusher_slave.websocket":
         return
     services = _services()
-    handshake.check_upgrade(request.environ)
-    services.hub.reserve()
-    g.gusher_slot = True
-    g.gusher_identity = handshake.authenticate(
-        services.apps,
-        services.authenticator,
-        (request.view_args or {}).get("app_key", ""),
-        request.args.get("auth", ""),
-        request.headers.get("Origin"),
-        _client_address(services),
-    )
+    try:
+        handshake.check_upgrade(request.environ)
+        services.hub.reserve()
+        g.gusher_slot = True
+        g.gusher_identity = handshake.authenticate(
+            services.apps,
+            services.authenticator,
+            (request.view_args or {}).get("app_key", ""),
+            request.args.get("auth", ""),
+            request.headers.get("Origin"),
+            _client_address(services),
+        )
+    except GusherError as exc:
+        _count_refusal(services.metrics, exc)
+        raise
     # FACTS: simple-websocket accepts permessage-deflate whenever offered,
     # costing ~95 KB and 2.5x slower sends per connection; never negotiate it.
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+def _count_refusal(metrics: Metrics, error: GusherError) -> None:
+    """One refused handshake, by the kind of answer it gets."""
+    if isinstance(error, AuthError):
+        metrics.handshakes_refused_auth += 1
+    elif isinstance(error, Forbidden):
+        metrics.handshakes_refused_origin += 1
+    elif isinstance(error, BackendUnavailable):
+        metrics.handshakes_refused_unavailable += 1
+    else:
+        metrics.handshakes_refused_request += 1
 
 
 @bp.teardown_request
@@ -133,6 +153,23 @@ def healthz() -> Any:
     if not services.subscriber.connected:
         raise BackendUnavailable("redis pub/sub not connected")
     return jsonify(status="ok", role="slave", pid=os.getpid(), connections=len(services.hub.sessions))
+
+
+@bp.get("/metrics")
+def metrics_page() -> Any:
+    """Prometheus metrics of this slave: its workers summed (admin token when one is set)."""
+    services = _services()
+    require_admin(services.settings, request.headers.get("Authorization", ""))
+    heartbeat = services.heartbeat
+    siblings = exposition.live_reports(
+        services.broker.status.heartbeat_reports(heartbeat.slave_id),
+        time.time(),
+        services.settings.heartbeat_interval,
+        skip=heartbeat.worker_id,
+    )
+    values = exposition.for_role(exposition.summed([heartbeat.report(), *siblings]), "slave")
+    body = exposition.render(exposition.families(values))
+    return Response(body, content_type=exposition.CONTENT_TYPE)
 
 
 def init_app(app: Flask, services: SlaveServices) -> None:

@@ -46,6 +46,7 @@ class SlaveServices:
             settings.webhook_max_body,
             settings.webhook_concurrency,
             settings.webhook_concurrency_per_app,
+            self.metrics,
         )
         self.pool = TaskPool(settings.command_concurrency)
         self.subscriber = self.broker.subscriber(self.metrics, min(5.0, settings.heartbeat_interval))

@@ -10,6 +10,7 @@ worker, so that a slow or hostile webhook can delay only its own clients.
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from gusher import __version__
 from gusher.core import exactjson
 from gusher.core.identity import Identity, identity_from
+from gusher.core.metrics import Metrics
 from gusher.core.signing import SIGNATURE_HEADER, sign
 from gusher.errors import WebhookError
 
@@ -72,8 +74,16 @@ class Authenticator:
     delay every other app's clients by seconds, issue 17).
     """
 
-    def __init__(self, timeout: float, max_body: int, concurrency: int, per_app: int | None = None) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        max_body: int,
+        concurrency: int,
+        per_app: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.timeout = timeout
+        self.metrics = metrics or Metrics()
         self.max_body = max_body
         self.per_app = max(1, min(concurrency, per_app if per_app is not None else concurrency))
         self._slots = gevent.lock.BoundedSemaphore(concurrency)
@@ -101,6 +111,7 @@ class Authenticator:
                 over `max_body`, or an unusable answer.
         """
         body, headers = webhook_request(auth, app_key, remote, secret)
+        started = time.monotonic()
         try:
             expired = WebhookError(f"webhook timed out after {self.timeout:g} s")
             timeout = gevent.Timeout(self.timeout, expired)
@@ -108,6 +119,8 @@ class Authenticator:
                 answer = self._post(url, body, headers)
         except requests.RequestException as exc:
             raise WebhookError(f"webhook unreachable: {exc.__class__.__name__}") from exc
+        finally:
+            self.metrics.observe("webhook_seconds", time.monotonic() - started)
         return parse_webhook_answer(answer)
 
     @contextmanager

@@ -96,7 +96,7 @@ def slave_infos(status: StatusStore, interval: float) -> dict[str, dict[str, Any
     now = time.time()
     dead_after = interval * DEAD_AFTER_INTERVALS
     infos = {}
-    for slave_id, fields in status.live_slaves(now - dead_after).items():
+    for slave_id, fields in status.live_servers(now - dead_after).items():
         entry, _ = merge_workers(fields, now, dead_after)
         if entry is not None:
             infos[slave_id] = entry
@@ -104,15 +104,21 @@ def slave_infos(status: StatusStore, interval: float) -> dict[str, dict[str, Any
 
 
 class Heartbeat:
-    """Publishes one slave worker's stats every interval."""
+    """Publishes one worker's stats every interval: a slave's (slaveinfos), or a master's (/metrics)."""
 
     def __init__(
-        self, settings: Settings, status: StatusStore, stats: Callable[[], Mapping[str, int]]
+        self,
+        settings: Settings,
+        status: StatusStore,
+        stats: Callable[[], Mapping[str, Any]],
+        role: str = "slave",
     ) -> None:
         self.settings = settings
         self.status = status
         self.stats = stats
-        _, port = parse_listen(settings.api_listen)
+        self.role = role
+        self.listen = settings.api_listen if role == "slave" else settings.master_api_listen
+        _, port = parse_listen(self.listen)
         self.ip = external_ipv4(settings.public_ip)
         self.slave_id = f"{self.ip}@{port}"
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -124,7 +130,7 @@ class Heartbeat:
         counts = self.stats()
         return {
             "ip": self.ip,
-            "local_listen": self.settings.api_listen,
+            "local_listen": self.listen,
             "version": __version__,
             "runtime_version": f"Python {platform.python_version()}",
             "cpu": psutil.cpu_count() or 1,
@@ -140,19 +146,19 @@ class Heartbeat:
         }
 
     def beat(self) -> None:
-        """Write this worker's report, keep the slave listed, prune dead siblings."""
+        """Write this worker's report, keep its server listed, prune dead siblings."""
         dead_after = self.settings.heartbeat_interval * DEAD_AFTER_INTERVALS
         ttl = max(1, int(dead_after + 1))
-        self.status.write_heartbeat(
-            self.slave_id, self.worker_id, orjson.dumps(self.report()), ttl, time.time()
-        )
-        _, dead = merge_workers(self.status.heartbeat_reports(self.slave_id), time.time(), dead_after)
-        self.status.delete_heartbeat_reports(self.slave_id, dead)
+        report = orjson.dumps(self.report())
+        self.status.write_heartbeat(self.slave_id, self.worker_id, report, ttl, time.time(), self.role)
+        fields = self.status.heartbeat_reports(self.slave_id, self.role)
+        _, dead = merge_workers(fields, time.time(), dead_after)
+        self.status.delete_heartbeat_reports(self.slave_id, dead, self.role)
 
     def remove(self) -> None:
         """Delete this worker's report at once (clean stop)."""
         try:
-            self.status.remove_heartbeat(self.slave_id, self.worker_id)
+            self.status.remove_heartbeat(self.slave_id, self.worker_id, self.role)
         except Exception as exc:
             log.warning("could not remove heartbeat of %s: %s", self.slave_id, exc)
 
