@@ -193,3 +193,13 @@ def test_a_wrong_method_is_a_json_405_with_allow(
     response = requests.request(method, master.url + path.replace("APP", app_key), timeout=5)
     assert response.status_code == 405 and response.json()["error"]
     assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
+def test_readyz_and_version_on_both_roles(master, slave) -> None:
+    """Issue 15 (later gusher.cluster's probes): /readyz is ready with Redis; /version names the build."""
+    from gusher import __version__
+
+    for server, role in ((master, "master"), (slave, "slave")):
+        assert requests.get(f"{server.url}/readyz", timeout=5).json() == {"status": "ready", "role": role}
+        shown = requests.get(f"{server.url}/version", timeout=5).json()
+        assert shown["version"] == __version__ and shown["role"] == role and shown["runtime_version"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
+from gusher import version_info
 from gusher.api import security
 from gusher.api.context import authorized_app, current_broker, current_settings, data_parameter, publish
 from gusher.api.services import MasterServices
@@ -145,3 +146,14 @@ def init_app(app: Flask, settings: Settings) -> None:
         """Ready when Redis answers; 503 otherwise."""
         current_broker().ping()
         return jsonify(status="ok", role="master")
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        """Readiness under the later gusher.cluster's name: `/healthz`'s check, `{"status": "ready"}`."""
+        current_broker().ping()
+        return jsonify(status="ready", role="master")
+
+    @app.get("/version")
+    def version() -> Any:
+        """gusher's version and the Python running it."""
+        return jsonify(version_info("master"))

@@ -21,6 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
+from gusher import version_info
 from gusher.core.access import require_admin
 from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
@@ -153,6 +154,20 @@ def healthz() -> Any:
     if not services.subscriber.connected:
         raise BackendUnavailable("redis pub/sub not connected")
     return jsonify(status="ok", role="slave", pid=os.getpid(), connections=len(services.hub.sessions))
+
+
+@bp.get("/readyz")
+def readyz() -> Any:
+    """Readiness under the later gusher.cluster's name: `/healthz`'s check, `{"status": "ready"}`."""
+    if not _services().subscriber.connected:
+        raise BackendUnavailable("redis pub/sub not connected")
+    return jsonify(status="ready", role="slave")
+
+
+@bp.get("/version")
+def version() -> Any:
+    """gusher's version and the Python running it."""
+    return jsonify(version_info("slave"))
 
 
 @bp.get("/metrics")
