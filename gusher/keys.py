@@ -93,6 +93,25 @@ def user_channel(app_key: str, user_id: str) -> str:
     return f"{USER_PREFIX}{app_key}@{user_id}"
 
 
+def worker_channel(worker: int) -> str:
+    """The pub/sub channel of one slave worker: pushes to one of its sockets (`{worker}.{number}`)."""
+    return f"{INTERNAL_PREFIX}worker:{worker}"
+
+
+def parse_socket_id(socket_id: str) -> tuple[int, int]:
+    """`{worker}.{number}` → (worker, number); `InvalidName` for anything else.
+
+    Digits and one dot only, as Pusher's socket ids (its server SDKs check
+    `^\\d+\\.\\d+$`).
+    """
+    worker, dot, number = socket_id.partition(".")
+    if len(socket_id) > 41:
+        raise InvalidName("socket_id is too long")
+    if not (dot and worker.isdigit() and number.isdigit() and worker.isascii() and number.isascii()):
+        raise InvalidName("socket_id must be two numbers joined by a dot, as `123.45`")
+    return int(worker), int(number)
+
+
 def presence_key(app_key: str) -> str:
     """The hash where every slave worker keeps its presence snapshot of one app."""
     return PRESENCE_PREFIX + app_key

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -288,3 +289,13 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+SOCKET_ID = re.compile(r"\d+\.\d+")
+
+
+def without_socket_id(reply: dict) -> dict:
+    """`reply` without its `socket_id`, which every gusher reply carries (`{worker}.{number}`)."""
+    socket_id = reply.pop("socket_id")
+    assert SOCKET_ID.fullmatch(socket_id), socket_id
+    return reply

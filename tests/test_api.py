@@ -91,6 +91,45 @@ def test_bad_json_bodies_are_400(master, app_key, body, reason) -> None:
     assert response.status_code == 400 and reason in response.json()["error"]
 
 
+def test_a_push_to_one_socket_reaches_that_connection_only(
+    slave, master, app_key, redis_client, webhook, clients
+) -> None:
+    """Issue 15 (later gusher.cluster's push to a socket): the socket_id of a connection's replies
+    addresses it alone; another connection of the same user, or another app naming it, gets nothing."""
+    target = subscribed(slave, app_key, "u", "c", clients=clients)
+    socket_id = target.subscribe("c", "again")["socket_id"]  # every reply names the connection
+    sibling = subscribed(slave, app_key, "u", "c", clients=clients)
+    response = post(
+        master, f"/api/apps/{app_key}/sockets/{socket_id}/events", {"event": "note", "data": {"n": 1}}
+    )
+    assert response.status_code == 200 and response.json()["socket_id"] == socket_id
+    assert target.recv_json() == {"channel": "gusher.socket", "event": "note", "data": {"n": 1}}
+    sibling.expect_silence(0.3)
+    other = new_app_key("other")
+    redis_client.hset(other, "url", webhook.url)
+    assert (
+        post(master, f"/api/apps/{other}/sockets/{socket_id}/events", {"event": "e", "data": 1}).status_code
+        == 200
+    )
+    target.expect_silence(0.3)
+    refused = post(master, f"/api/apps/{app_key}/sockets/not-a-socket/events", {"event": "e", "data": 1})
+    assert refused.status_code == 400 and "socket_id" in refused.json()["error"]
+
+
+def test_multi_subscribe_end_to_end(slave, master, app_key, clients) -> None:
+    """`gusher.multi_subscribe` subscribes every listed channel in one command."""
+    client = Client(slave.ws_url, app_key, allow("u", "a", "b"))
+    clients.append(client)
+    client.send_json({"event": "gusher.multi_subscribe", "data": {"id": "m", "multi_channel": ["a", "b"]}})
+    reply = client.recv_json()
+    assert reply["event"] == "gusher.multi_subscribe_succeeded" and reply["data"]["multi_channel"] == [
+        "a",
+        "b",
+    ]
+    post(master, f"/api/apps/{app_key}/events", {"channels": ["a", "b"], "event": "e", "data": 1})
+    assert {client.recv_json()["channel"], client.recv_json()["channel"]} == {"a", "b"}
+
+
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", None])
 def test_a_json_body_sent_as_a_form_gets_a_hint(master, app_key, content_type) -> None:
     """Issue 15: `curl -d '{"data": "x"}'` (a form type) says to send Content-Type: application/json,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gusher.core.publication import Publication
 from gusher.errors import CommandError
 from gusher.wire import frames
-from gusher.wire.base import Disconnect, Ping, Subscribe, Unsubscribe
+from gusher.wire.base import Disconnect, MultiSubscribe, Ping, Subscribe, Unsubscribe
 from gusher.wire.gusher import GUSHER, parse_command
 from tests.inprocess import server_frames
 
@@ -130,3 +130,48 @@ def test_unechoable_ids_are_refused(request_id) -> None:
     with pytest.raises(CommandError) as raised:
         GUSHER.parse(text)
     assert text_of(raised.value.reply)["event"] == "gusher.subscribe_error"
+
+
+def test_multi_subscribe_parses_and_echoes_its_channels() -> None:
+    """The later gusher.cluster's `gusher.multi_subscribe` with `multi_channel`; replies echo id and list."""
+    command = GUSHER.parse(
+        b'{"event":"gusher.multi_subscribe","data":{"id":"m","multi_channel":["a","b","a"]}}'
+    )
+    assert command == MultiSubscribe("m", ("a", "b"))
+    assert text_of(GUSHER.multi_subscribed(command, "1.2")) == {
+        "event": "gusher.multi_subscribe_succeeded",
+        "data": {"id": "m", "multi_channel": ["a", "b"]},
+        "socket_id": "1.2",
+    }
+    refused = text_of(GUSHER.multi_subscribe_refused(command, "b: channel not allowed", "1.2"))
+    assert (
+        refused["event"] == "gusher.multi_subscribe_error"
+        and refused["data"]["reason"] == "b: channel not allowed"
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"id": "m"},
+        {"id": "m", "multi_channel": []},
+        {"id": "m", "multi_channel": ["ok", ""]},
+        {"id": [1], "multi_channel": ["a"]},
+    ],
+)
+def test_bad_multi_subscribes_get_its_error_event(data) -> None:
+    """A multi_subscribe without a usable list or id is refused with multi_subscribe_error."""
+    with pytest.raises(CommandError) as raised:
+        GUSHER.parse(json.dumps({"event": "gusher.multi_subscribe", "data": data}).encode(), "7.7")
+    reply = text_of(raised.value.reply)
+    assert reply["event"] == "gusher.multi_subscribe_error" and reply["socket_id"] == "7.7"
+
+
+def test_replies_carry_the_socket_id_but_publications_never() -> None:
+    """Every reply names the connection (ext); a pushed message stays the published bytes."""
+    assert text_of(GUSHER.pong(Ping(1), "12.34"))["socket_id"] == "12.34"
+    with pytest.raises(CommandError) as raised:
+        GUSHER.parse(b"not json", "12.34")
+    assert text_of(raised.value.reply)["socket_id"] == "12.34"
+    publication = Publication.create("c", "e", "d")
+    assert server_frames(GUSHER.publication(publication)) == [(frames.OP_TEXT, publication.payload)]

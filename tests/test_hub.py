@@ -6,6 +6,8 @@ socket pairs; no Redis, no gunicorn.
 
 from __future__ import annotations
 
+import re
+
 import gevent
 
 from gusher.config import Settings
@@ -207,8 +209,8 @@ class GreetingProtocol(GusherProtocol):
 
     name = "greeting"
 
-    def greeting(self) -> bytes:
-        return frames.encode_text(b'{"event":"hello"}')
+    def greeting(self, socket_id: str = "") -> bytes:
+        return frames.encode_text(b'{"event":"hello","socket_id":"' + socket_id.encode() + b'"}')
 
 
 def test_a_protocols_greeting_is_the_first_frame(worker: Worker) -> None:
@@ -216,3 +218,56 @@ def test_a_protocols_greeting_is_the_first_frame(worker: Worker) -> None:
     _, peer = worker.connect(protocol=GreetingProtocol())
     peer.send({"event": "gusher.ping", "data": {"id": 1}})
     assert [m["event"] for m in peer.messages()] == ["hello", "gusher.pong"]
+
+
+def test_socket_ids_name_each_connection_as_pusher_does(worker: Worker) -> None:
+    """`{worker}.{number}`, digits and a dot as Pusher's socket ids, one per connection."""
+    sessions = [worker.connect(user=f"u{i}")[0] for i in range(3)]
+    ids = [session.socket_id for session in sessions]
+    assert len(set(ids)) == 3 and all(re.fullmatch(r"\d+\.\d+", i) for i in ids)
+    assert {i.split(".")[0] for i in ids} == {str(worker.hub.worker_number)}
+
+
+def test_a_push_to_one_socket_reaches_it_alone_and_never_another_apps(worker: Worker) -> None:
+    """The worker's channel carries socket pushes; the routing field is never shown; apps never cross."""
+    target, target_peer = worker.connect(user="u1")
+    _, same_user = worker.connect(user="u1")
+    other_app, other_peer = worker.connect(user="u1", app_key="other")
+    key = worker.hub.worker_key
+    assert key in worker.subscriber.wanted  # one subscription per worker, none per socket
+    for_target = Publication.create("gusher.socket", "note", {"n": 1}, socket=f"app@{target.socket_number}")
+    wrong_app = Publication.create("gusher.socket", "note", 2, socket=f"app@{other_app.socket_number}")
+    gone = Publication.create("gusher.socket", "note", 3, socket="app@999999")
+    worker.hub.on_publications([(key, for_target), (key, wrong_app), (key, gone)])
+    assert target_peer.messages() == [{"channel": "gusher.socket", "event": "note", "data": {"n": 1}}]
+    assert same_user.messages() == [] and other_peer.messages() == []
+
+
+def test_multi_subscribe_is_all_or_nothing() -> None:
+    """One channel not allowed, or the limit reached half-way: nothing stays subscribed."""
+    worker = Worker(Settings(max_subscriptions_per_connection=3))
+    try:
+        session, peer = worker.connect(channels=("a", "b", "c", "d"))
+        multi = {"event": "gusher.multi_subscribe", "data": {"id": 1, "multi_channel": ["a", "x"]}}
+        peer.send(multi)
+        (reply,) = peer.messages()
+        assert (
+            reply["event"] == "gusher.multi_subscribe_error"
+            and "x: channel not allowed" in reply["data"]["reason"]
+        )
+        peer.send(
+            {"event": "gusher.multi_subscribe", "data": {"id": 2, "multi_channel": ["a", "b", "c", "d"]}}
+        )
+        (reply,) = peer.messages()
+        assert reply["event"] == "gusher.multi_subscribe_error" and "limit" in reply["data"]["reason"]
+        assert worker.hub.registries[session.protocol].subscription_count(session.conn) == 0
+        peer.send({"event": "gusher.multi_subscribe", "data": {"id": 3, "multi_channel": ["a", "b"]}})
+        (reply,) = peer.messages()
+        assert reply["event"] == "gusher.multi_subscribe_succeeded" and reply["data"]["multi_channel"] == [
+            "a",
+            "b",
+        ]
+        worker.subscriber.publish("app@b", {"channel": "b", "event": "e", "data": 1})
+        assert peer.messages() == [{"channel": "b", "event": "e", "data": 1}]
+    finally:
+        worker.close()

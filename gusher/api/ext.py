@@ -6,6 +6,7 @@ a `secret` needs signed requests, see `gusher.api.security`):
 - `POST /api/apps/{app_key}/events`: one event to many channels;
 - `POST /api/apps/{app_key}/batch_events`: different events in one call;
 - `POST /api/apps/{app_key}/users/{user_id}/events`: every connection of a user;
+- `POST /api/apps/{app_key}/sockets/{socket_id}/events`: one connection;
 - `GET  /api/apps/{app_key}/channels[/{channel}[/users]]`, `/users`: presence;
 - `GET  /api/system/apps`: the apps and how each is secured (admin).
 
@@ -61,6 +62,15 @@ def push_user(app_key: str, user_id: str) -> Any:
     channel, event, data, publication = pushes.parse_user_push(app_key, user_id, json_body())
     publish([publication])
     return jsonify(user_id=user_id, channel=channel, event=event, data=data)
+
+
+@ext.post("/apps/<app_key>/sockets/<socket_id>/events")
+def push_socket(app_key: str, socket_id: str) -> Any:
+    """`{"event", "data"[, "channel"]}` to the one connection `socket_id` (from its replies)."""
+    authorized_app(app_key)
+    channel, event, data, publication = pushes.parse_socket_push(app_key, socket_id, json_body())
+    publish([publication])
+    return jsonify(socket_id=socket_id, channel=channel, event=event, data=data)
 
 
 def _presence_of(app_key: str) -> presence.AppPresence:

@@ -14,10 +14,18 @@ from typing import Any
 from gusher.core import exactjson
 from gusher.core.publication import Publication, Routed
 from gusher.errors import InvalidName, RequestError
-from gusher.keys import check_name, is_targetable_user, pubsub_channel, user_channel
+from gusher.keys import (
+    check_name,
+    is_targetable_user,
+    parse_socket_id,
+    pubsub_channel,
+    user_channel,
+    worker_channel,
+)
 
-# The `channel` field of a message pushed to a user, unless the push names one.
+# The `channel` field of a message pushed to a user, or to one socket, unless the push names one.
 USER_CHANNEL_NAME = "gusher.user"
+SOCKET_CHANNEL_NAME = "gusher.socket"
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
@@ -104,3 +112,17 @@ def parse_user_push(app_key: str, user_id: str, body: dict[str, Any]) -> tuple[s
         data,
         (user_channel(app_key, user_id), Publication.create(channel, event, data)),
     )
+
+
+def parse_socket_push(app_key: str, socket_id: str, body: dict[str, Any]) -> tuple[str, str, Any, Routed]:
+    """`{"event", "data"[, "channel"]}` for the one connection `socket_id` (`{worker}.{number}`).
+
+    It travels on the channel of the slave worker that holds the socket,
+    naming its app, so a socket of another app is never reached.
+    """
+    worker, number = parse_socket_id(socket_id)
+    channel = _name("channel", body.get("channel", SOCKET_CHANNEL_NAME))
+    event = _name("event", body.get("event"))
+    data = data_of(body)
+    publication = Publication.create(channel, event, data, socket=f"{app_key}@{number}")
+    return channel, event, data, (worker_channel(worker), publication)

@@ -85,6 +85,7 @@ _PUSH_ENDPOINTS = {
     "gusher_ext.push_event",
     "gusher_ext.push_batch",
     "gusher_ext.push_user",
+    "gusher_ext.push_socket",
 }
 
 

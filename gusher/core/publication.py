@@ -23,6 +23,9 @@ from typing import Any
 
 from gusher.core import exactjson
 
+# The routing field of a push to one socket (see `Publication.create`).
+SOCKET_FIELD = "gusher_socket"
+
 
 @dataclass(frozen=True, slots=True)
 class Publication:
@@ -35,18 +38,26 @@ class Publication:
         event: the `event` field; "" when the payload is not a common message.
         data: the `data` field, any JSON value (the seed's pushes: a string).
         payload: the exact bytes published in Redis, valid UTF-8.
+        socket: `{app_key}@{number}` of the one connection a socket push is for, else "".
     """
 
     channel: str
     event: str
     data: Any
     payload: bytes
+    socket: str = ""
 
     @classmethod
-    def create(cls, channel: str, event: str, data: Any) -> Publication:
-        """The message a push publishes, its payload encoded once, in the seed's key order."""
-        payload = exactjson.dumps({"channel": channel, "event": event, "data": data})
-        return cls(channel, event, data, payload)
+    def create(cls, channel: str, event: str, data: Any, socket: str = "") -> Publication:
+        """The message a push publishes, its payload encoded once, in the seed's key order.
+
+        `socket` (`{app_key}@{number}`) rides along only on a push to one
+        socket, which travels on its worker's channel; clients never see it.
+        """
+        message = {"channel": channel, "event": event, "data": data}
+        if socket:
+            message[SOCKET_FIELD] = socket
+        return cls(channel, event, data, exactjson.dumps(message), socket)
 
     @classmethod
     def parse(cls, payload: bytes) -> Publication | None:
@@ -68,7 +79,10 @@ class Publication:
         if isinstance(message, dict):
             channel, event = message.get("channel"), message.get("event")
             if isinstance(channel, str) and isinstance(event, str) and event and "data" in message:
-                return cls(channel, event, message["data"], payload)
+                socket = message.get(SOCKET_FIELD)
+                return cls(
+                    channel, event, message["data"], payload, socket if isinstance(socket, str) else ""
+                )
         return cls("", "", None, payload)
 
     @property

@@ -17,6 +17,7 @@ engine, or a fake in a test, drives it unchanged.
 
 from __future__ import annotations
 
+import secrets
 import sys
 from typing import Any
 
@@ -33,7 +34,7 @@ from gusher.edge.connection import Connection, RawSocket, SocketContext
 from gusher.edge.session import Session
 from gusher.edge.tasks import TaskPool
 from gusher.errors import BackendUnavailable
-from gusher.keys import is_targetable_user, pubsub_channel, user_channel
+from gusher.keys import is_targetable_user, pubsub_channel, user_channel, worker_channel
 from gusher.wire.base import ClientProtocol, Disconnect
 
 # Yield to the event loop after this many sends, so that a huge fan-out never
@@ -70,11 +71,18 @@ class Hub:
         # Every open connection and its session: a dict entry is ~30 bytes per
         # connection where a set's table takes 50-105 (issue 4).
         self.sessions: dict[Connection, Session] = {}
+        # Socket ids are `{worker_number}.{number}`: the worker's channel carries pushes to one
+        # socket, so none needs a Redis subscription of its own (a dict entry here instead).
+        self.worker_number = secrets.randbits(48)
+        self.worker_key = sys.intern(worker_channel(self.worker_number))
+        self._last_socket = 0
+        self._sockets: dict[int, Connection] = {}
         # One registry per protocol with subscribers: the fan-out encodes once for each.
         self.registries: dict[ClientProtocol, Registry[Connection]] = {}
         self.handshakes = 0  # handshakes in flight, each holding a connection slot (`reserve`)
         self._pending: dict[str, int] = {}  # subscribes between `want` and their registration
         self._ready: dict[str, gevent.event.Event] = {}  # keys subscribes wait on
+        self.subscriber.want(self.worker_key)
 
     # -- sessions ----------------------------------------------------------------
 
@@ -84,8 +92,10 @@ class Hub:
             self.registries[protocol] = Registry()
         # Interned: every connection of an app shares one key string, and so
         # does every subscription to a channel (`subscribe`).
-        session = Session(self, sock, sys.intern(app_key), identity, protocol)
+        self._last_socket += 1
+        session = Session(self, sock, sys.intern(app_key), identity, protocol, self._last_socket)
         self.sessions[session.conn] = session
+        self._sockets[session.socket_number] = session.conn
         self.metrics.connections_total += 1
         session.greet()  # may find the peer gone: the session is known by then, so it is discarded
         return session
@@ -114,6 +124,7 @@ class Hub:
     def discard(self, session: Session) -> None:
         """`session` released its socket; it is no longer counted."""
         self.sessions.pop(session.conn, None)
+        self._sockets.pop(session.socket_number, None)
 
     def close_all(self, why: Disconnect) -> None:
         """Close every connection (worker shutdown)."""
@@ -233,6 +244,9 @@ class Hub:
         metrics = self.metrics
         sends = 0
         for key, publications in by_key.items():
+            if key == self.worker_key:
+                self._to_sockets(publications)
+                continue
             for protocol, registry in self.registries.items():
                 subscribers = registry.subscribers(key)
                 if not subscribers:
@@ -245,6 +259,18 @@ class Hub:
                 if sends >= _SENDS_PER_YIELD:
                     sends = 0
                     gevent.sleep(0)
+
+    def _to_sockets(self, publications: list[Publication]) -> None:
+        """Pushes to one socket of this worker: to it alone, if it is of the app the push names."""
+        for publication in publications:
+            app_key, _, number = publication.socket.partition("@")
+            conn = self._sockets.get(int(number)) if number.isdigit() and len(number) < 20 else None
+            session = self.sessions.get(conn) if conn is not None else None
+            if session is None or session.app_key != app_key or not session.is_open:
+                continue  # gone, or not the app's: a push never crosses apps
+            message = Publication.create(publication.channel, publication.event, publication.data)
+            session.conn.send(session.protocol.publication(message))
+            self.metrics.deliveries += 1
 
     # -- what presence reads (gusher.ops.presence.PresenceSource) ----------------
 

@@ -26,7 +26,7 @@ from gusher.edge.connection import Connection, Message, RawSocket, SocketContext
 from gusher.edge.tasks import TaskPool
 from gusher.errors import CommandError
 from gusher.wire import frames
-from gusher.wire.base import ClientProtocol, Command, Disconnect, Ping, Subscribe, Unsubscribe
+from gusher.wire.base import ClientProtocol, Command, Disconnect, MultiSubscribe, Ping, Subscribe, Unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class SessionOwner(Protocol):
     pool: TaskPool
     sockets: SocketContext
     max_queued_commands: int
+    worker_number: int
 
     def try_subscribe(self, session: Session, channel: str) -> str | None:
         """Subscribe `session` to `channel` if that needs no wait: "", why not, or None to wait."""
@@ -59,12 +60,29 @@ class SessionOwner(Protocol):
 class Session:
     """One client of the worker: its connection, identity, protocol and command queue."""
 
-    __slots__ = ("_commands", "_owner", "_tokens", "_tokens_at", "app_key", "conn", "identity", "protocol")
+    __slots__ = (
+        "_commands",
+        "_owner",
+        "_tokens",
+        "_tokens_at",
+        "app_key",
+        "conn",
+        "identity",
+        "protocol",
+        "socket_number",
+    )
 
     def __init__(
-        self, owner: SessionOwner, sock: RawSocket, app_key: str, identity: Identity, protocol: ClientProtocol
+        self,
+        owner: SessionOwner,
+        sock: RawSocket,
+        app_key: str,
+        identity: Identity,
+        protocol: ClientProtocol,
+        socket_number: int = 0,
     ) -> None:
         self._owner = owner
+        self.socket_number = socket_number
         self.app_key = app_key
         self.identity = identity
         self.protocol = protocol
@@ -77,9 +95,14 @@ class Session:
     def __repr__(self) -> str:
         return f"<Session {self.protocol.name} app={self.app_key!r} user={self.identity.user_id!r}>"
 
+    @property
+    def socket_id(self) -> str:
+        """`{worker}.{number}`: names this connection across the cluster (pushes to one socket)."""
+        return f"{self._owner.worker_number}.{self.socket_number}"
+
     def greet(self) -> None:
         """Send what the protocol sends a new connection (once its owner knows the session)."""
-        greeting = self.protocol.greeting()
+        greeting = self.protocol.greeting(self.socket_id)
         if greeting:
             self.conn.send(greeting)
 
@@ -104,7 +127,7 @@ class Session:
         if commands and isinstance(commands[-1], Disconnect):
             return  # the session closes once the commands before are answered
         if isinstance(message, frames.BinaryMessage):
-            self._reply(self.protocol.binary_refused())
+            self._reply(self.protocol.binary_refused(self.socket_id))
             return
         if not self._take_token():
             self._owner.metrics.rate_limited += 1
@@ -115,7 +138,7 @@ class Session:
                 commands.append(Disconnect.RATE_LIMITED)
             return
         try:
-            command = self.protocol.parse(message.data)
+            command = self.protocol.parse(message.data, self.socket_id)
         except CommandError as exc:
             self._reply(exc.reply)
             return
@@ -190,10 +213,12 @@ class Session:
     def _execute(self, command: Command) -> None:
         if isinstance(command, Subscribe):
             self._subscribe(command)
+        elif isinstance(command, MultiSubscribe):
+            self._multi_subscribe(command)
         elif isinstance(command, Unsubscribe):
             self._unsubscribe(command)
         elif isinstance(command, Ping):
-            self.conn.send(self.protocol.pong(command))
+            self.conn.send(self.protocol.pong(command, self.socket_id))
 
     def _run_at_once(self, command: Command) -> bool:
         """Run `command` here, in the event loop, if it needs no wait; False if it must be queued.
@@ -203,33 +228,61 @@ class Session:
         commands (pings, unsubscribes, subscribes to a channel the worker
         carries already) never wait.
         """
+        if isinstance(command, MultiSubscribe):
+            return False  # several channels, some of which may have to wait
         if not isinstance(command, Subscribe):
             self._execute(command)  # pings and unsubscribes never wait
             return True
         if not self.identity.allows(command.channel):
-            self.conn.send(self.protocol.subscribe_refused(command, "channel not allowed"))
+            self.conn.send(self.protocol.subscribe_refused(command, "channel not allowed", self.socket_id))
             return True
         refusal = self._owner.try_subscribe(self, command.channel)
         if refusal is None:
             return False  # the broker has to confirm the channel first: a task waits for it
         if refusal:
-            self.conn.send(self.protocol.subscribe_refused(command, refusal))
+            self.conn.send(self.protocol.subscribe_refused(command, refusal, self.socket_id))
         else:
-            self.conn.send(self.protocol.subscribed(command))
+            self.conn.send(self.protocol.subscribed(command, self.socket_id))
         return True
 
     def _subscribe(self, command: Subscribe) -> None:
         if not self.identity.allows(command.channel):
-            self.conn.send(self.protocol.subscribe_refused(command, "channel not allowed"))
+            self.conn.send(self.protocol.subscribe_refused(command, "channel not allowed", self.socket_id))
             return
         refusal = self._owner.subscribe(self, command.channel)
         if refusal:
-            self.conn.send(self.protocol.subscribe_refused(command, refusal))
+            self.conn.send(self.protocol.subscribe_refused(command, refusal, self.socket_id))
         else:
-            self.conn.send(self.protocol.subscribed(command))
+            self.conn.send(self.protocol.subscribed(command, self.socket_id))
+
+    def _multi_subscribe(self, command: MultiSubscribe) -> None:
+        """Every channel or none: checked first, then subscribed one by one, undone if one fails."""
+        refusal = self._multi_refusal(command.channels)
+        done: list[str] = []
+        for channel in command.channels if not refusal else ():
+            refusal = self._owner.subscribe(self, channel)
+            if refusal == "already subscribed":
+                refusal = ""  # wanted, and so it is
+            elif refusal:
+                refusal = f"{channel}: {refusal}"
+                break
+            else:
+                done.append(channel)
+        if refusal:
+            for channel in done:
+                self._owner.unsubscribe(self, channel)
+            self.conn.send(self.protocol.multi_subscribe_refused(command, refusal, self.socket_id))
+        else:
+            self.conn.send(self.protocol.multi_subscribed(command, self.socket_id))
+
+    def _multi_refusal(self, channels: tuple[str, ...]) -> str:
+        for channel in channels:
+            if not self.identity.allows(channel):
+                return f"{channel}: channel not allowed"
+        return ""
 
     def _unsubscribe(self, command: Unsubscribe) -> None:
         if self._owner.unsubscribe(self, command.channel):
-            self.conn.send(self.protocol.unsubscribed(command))
+            self.conn.send(self.protocol.unsubscribed(command, self.socket_id))
         else:
-            self.conn.send(self.protocol.unsubscribe_refused(command, "not subscribed"))
+            self.conn.send(self.protocol.unsubscribe_refused(command, "not subscribed", self.socket_id))

@@ -39,13 +39,21 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class MultiSubscribe:
+    """Start receiving every channel of `channels`, all or none."""
+
+    id: Any
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """An application-level ping, answered with a pong."""
 
     id: Any
 
 
-Command = Union[Subscribe, Unsubscribe, Ping]  # noqa: UP007 - a runtime alias on 3.10
+Command = Union[Subscribe, MultiSubscribe, Unsubscribe, Ping]  # noqa: UP007 - a runtime alias on 3.10
 
 
 class Disconnect(enum.Enum):
@@ -59,12 +67,16 @@ class Disconnect(enum.Enum):
 
 
 class ClientProtocol(ABC):
-    """One client protocol, sans-I/O. Every method returns complete frames."""
+    """One client protocol, sans-I/O. Every method returns complete frames.
+
+    `socket_id` names the connection (`{worker}.{number}`, digits only, as
+    Pusher's); a protocol puts it where its clients expect it.
+    """
 
     name: str
 
     @abstractmethod
-    def parse(self, text: bytes) -> Command:
+    def parse(self, text: bytes, socket_id: str) -> Command:
         """Turn one text message (valid UTF-8) into a command.
 
         Raises:
@@ -73,7 +85,7 @@ class ClientProtocol(ABC):
         """
 
     @abstractmethod
-    def greeting(self) -> bytes:
+    def greeting(self, socket_id: str) -> bytes:
         """Frames sent when a connection opens (b"" when the protocol sends none)."""
 
     @abstractmethod
@@ -81,27 +93,35 @@ class ClientProtocol(ABC):
         """The frame carrying `publication` to a subscriber."""
 
     @abstractmethod
-    def subscribed(self, command: Subscribe) -> bytes:
+    def subscribed(self, command: Subscribe, socket_id: str) -> bytes:
         """The reply to a subscribe that took effect."""
 
     @abstractmethod
-    def subscribe_refused(self, command: Subscribe, reason: str) -> bytes:
+    def subscribe_refused(self, command: Subscribe, reason: str, socket_id: str) -> bytes:
         """The reply to a subscribe that did not."""
 
     @abstractmethod
-    def unsubscribed(self, command: Unsubscribe) -> bytes:
+    def multi_subscribed(self, command: MultiSubscribe, socket_id: str) -> bytes:
+        """The reply to a multi-subscribe that took effect for every channel."""
+
+    @abstractmethod
+    def multi_subscribe_refused(self, command: MultiSubscribe, reason: str, socket_id: str) -> bytes:
+        """The reply to a multi-subscribe that took effect for none."""
+
+    @abstractmethod
+    def unsubscribed(self, command: Unsubscribe, socket_id: str) -> bytes:
         """The reply to an unsubscribe that took effect."""
 
     @abstractmethod
-    def unsubscribe_refused(self, command: Unsubscribe, reason: str) -> bytes:
+    def unsubscribe_refused(self, command: Unsubscribe, reason: str, socket_id: str) -> bytes:
         """The reply to an unsubscribe that did not."""
 
     @abstractmethod
-    def pong(self, command: Ping) -> bytes:
+    def pong(self, command: Ping, socket_id: str) -> bytes:
         """The reply to an application-level ping."""
 
     @abstractmethod
-    def binary_refused(self) -> bytes:
+    def binary_refused(self, socket_id: str) -> bytes:
         """The reply to a binary message."""
 
     @abstractmethod

@@ -5,13 +5,16 @@ Client → server (seed)::
     {"event": "gusher.subscribe",   "data": {"id": "...", "channel": "..."}}
     {"event": "gusher.unsubscribe", "data": {"id": "...", "channel": "..."}}
 
-Server → client: `{"event": "<event>", "data": {"id", "channel"[, "reason"]}}`
-for replies, and for pushes the payload exactly as published in Redis (the
-common message `{"channel", "event", "data"}`, or whatever a backend
-`PUBLISH`ed). A command we cannot even attribute to a subscribe/unsubscribe is
-answered with the ext event `gusher.error` carrying a `reason`; `gusher.ping`
-gets `gusher.pong`. Keep-alive is the WebSocket Ping frame; every close uses
-an RFC 6455 code.
+Server → client: `{"event": "<event>", "data": {"id", "channel"[, "reason"]},
+"socket_id": "…"}` for replies (`socket_id` is ext, as the later
+gusher.cluster has it: the connection's name, for pushes to one socket), and
+for pushes the payload exactly as published in Redis (the common message
+`{"channel", "event", "data"}`, or whatever a backend `PUBLISH`ed). A command
+we cannot even attribute to a subscribe/unsubscribe is answered with the ext
+event `gusher.error` carrying a `reason`; `gusher.ping` gets `gusher.pong`;
+`gusher.multi_subscribe` with `{"id", "multi_channel": [...]}` (the later
+gusher.cluster's) subscribes every channel or none. Keep-alive is the
+WebSocket Ping frame; every close uses an RFC 6455 code.
 """
 
 from __future__ import annotations
@@ -27,17 +30,21 @@ from gusher.wire.base import (
     ClientProtocol,
     Command,
     Disconnect,
+    MultiSubscribe,
     Ping,
     Subscribe,
     Unsubscribe,
 )
 
 SUBSCRIBE = "gusher.subscribe"
+MULTI_SUBSCRIBE = "gusher.multi_subscribe"
 UNSUBSCRIBE = "gusher.unsubscribe"
 PING = "gusher.ping"
 
 SUBSCRIBE_SUCCEEDED = "gusher.subscribe_succeeded"
 SUBSCRIBE_ERROR = "gusher.subscribe_error"
+MULTI_SUBSCRIBE_SUCCEEDED = "gusher.multi_subscribe_succeeded"
+MULTI_SUBSCRIBE_ERROR = "gusher.multi_subscribe_error"
 UNSUBSCRIBE_SUCCEEDED = "gusher.unsubscribe_succeeded"
 UNSUBSCRIBE_ERROR = "gusher.unsubscribe_error"
 PONG = "gusher.pong"
@@ -46,6 +53,14 @@ ERROR = "gusher.error"
 # Request ids are echoed back; anything else than a short scalar is refused so
 # that a client cannot make us echo megabytes.
 MAX_ID_LENGTH = 200
+# Channels of one multi-subscribe (each still counts against the subscription limit).
+MAX_MULTI_CHANNELS = 100
+
+_ERROR_OF = {
+    SUBSCRIBE: SUBSCRIBE_ERROR,
+    UNSUBSCRIBE: UNSUBSCRIBE_ERROR,
+    MULTI_SUBSCRIBE: MULTI_SUBSCRIBE_ERROR,
+}
 
 _CLOSE_CODES = {
     Disconnect.SHUTDOWN: frames.CLOSE_GOING_AWAY,
@@ -56,14 +71,23 @@ _CLOSE_CODES = {
 }
 
 
-def encode_event(event: str, data: dict[str, Any]) -> bytes:
-    """A server event `{"event", "data"}` as UTF-8 JSON bytes."""
+def encode_event(event: str, data: dict[str, Any], socket_id: str = "") -> bytes:
+    """A server event `{"event", "data"[, "socket_id"]}` as UTF-8 JSON bytes."""
+    if socket_id:
+        return exactjson.dumps({"event": event, "data": data, "socket_id": socket_id})
     return exactjson.dumps({"event": event, "data": data})
 
 
-def error_event(reason: str) -> bytes:
-    """The ext `gusher.error` event for a message we cannot attribute to a command."""
-    return encode_event(ERROR, {"reason": reason})
+class _Refused(Exception):
+    """A message `parse_command` refuses: the reply's event and data, framed by the protocol."""
+
+    def __init__(self, reason: str, event: str, data: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason, self.event, self.data = reason, event, data
+
+
+def _error(reason: str) -> _Refused:
+    return _Refused(reason, ERROR, {"reason": reason})
 
 
 def _echoable_id(data: dict[str, Any]) -> Any:
@@ -76,51 +100,75 @@ def _echoable_id(data: dict[str, Any]) -> Any:
     return value
 
 
-def _refusal(event: str, request_id: Any, channel: str, reason: str) -> bytes:
-    error_event_name = SUBSCRIBE_ERROR if event == SUBSCRIBE else UNSUBSCRIBE_ERROR
-    return encode_event(error_event_name, {"id": request_id, "channel": channel, "reason": reason})
-
-
 def parse_command(text: bytes) -> Command:
     """Parse one text message into a command.
 
     Raises:
-        CommandError: the message is not a usable command; `reply` (the bare
-            JSON, unframed) says why in the event the client will recognise
-            (`*_error` when it is a subscribe/unsubscribe, else `gusher.error`).
+        _Refused: the message is not a usable command; its event is the one the
+            client will recognise (`*_error` for a (multi-)subscribe or an
+            unsubscribe, else `gusher.error`) and its data says why.
     """
     try:
         message = exactjson.loads(text)
     except exactjson.JSONDecodeError:
-        raise CommandError("not JSON", error_event("message is not valid JSON")) from None
+        raise _error("message is not valid JSON") from None
     if not isinstance(message, dict):
-        raise CommandError("not an object", error_event("message must be a JSON object"))
+        raise _error("message must be a JSON object")
     event = message.get("event")
     if not isinstance(event, str):
-        raise CommandError("no event", error_event("'event' must be a string"))
-    if event not in (SUBSCRIBE, UNSUBSCRIBE, PING):
-        raise CommandError("unknown event", error_event(f"unknown event {event[:100]!r}"))
+        raise _error("'event' must be a string")
+    if event not in (SUBSCRIBE, MULTI_SUBSCRIBE, UNSUBSCRIBE, PING):
+        raise _error(f"unknown event {event[:100]!r}")
     data = message.get("data", {})
     if not isinstance(data, dict):
         if event == PING:
             return Ping(None)
-        raise CommandError("bad data", error_event(f"'data' of {event} must be an object"))
+        raise _error(f"'data' of {event} must be an object")
     request_id = _echoable_id(data)
     if event == PING:
         return Ping(request_id)
+    if event == MULTI_SUBSCRIBE:
+        return _multi_subscribe(request_id, data)
     channel = data.get("channel")
     reply_channel = channel if isinstance(channel, str) and len(channel) <= 200 else ""
+
+    def refused(reason: str) -> _Refused:
+        return _Refused(
+            reason, _ERROR_OF[event], {"id": request_id, "channel": reply_channel, "reason": reason}
+        )
+
     if request_id is None:
-        reason = "'id' must be a string or number"
-        raise CommandError(reason, _refusal(event, request_id, reply_channel, reason))
+        raise refused("'id' must be a string or number")
     if not isinstance(channel, str):
-        reason = "'channel' must be a string"
-        raise CommandError(reason, _refusal(event, request_id, reply_channel, reason))
+        raise refused("'channel' must be a string")
     try:
         check_name("channel", channel)
     except InvalidName as exc:
-        raise CommandError(exc.reason, _refusal(event, request_id, reply_channel, exc.reason)) from None
+        raise refused(exc.reason) from None
     return Subscribe(request_id, channel) if event == SUBSCRIBE else Unsubscribe(request_id, channel)
+
+
+def _multi_subscribe(request_id: Any, data: dict[str, Any]) -> MultiSubscribe:
+    channels = data.get("multi_channel")
+    echoed = channels if isinstance(channels, list) and len(channels) <= MAX_MULTI_CHANNELS else []
+
+    def refused(reason: str) -> _Refused:
+        return _Refused(
+            reason, MULTI_SUBSCRIBE_ERROR, {"id": request_id, "multi_channel": echoed, "reason": reason}
+        )
+
+    if request_id is None:
+        raise refused("'id' must be a string or number")
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+        raise refused("'multi_channel' must be a non-empty list of channel names")
+    if len(channels) > MAX_MULTI_CHANNELS:
+        raise refused(f"more than {MAX_MULTI_CHANNELS} channels in one multi_subscribe")
+    for channel in channels:
+        try:
+            check_name("channel", channel)
+        except InvalidName as exc:
+            raise refused(exc.reason) from None
+    return MultiSubscribe(request_id, tuple(dict.fromkeys(channels)))
 
 
 class GusherProtocol(ClientProtocol):
@@ -128,44 +176,56 @@ class GusherProtocol(ClientProtocol):
 
     name = "gusher"
 
-    def parse(self, text: bytes) -> Command:
-        """See `parse_command`; the error reply comes framed."""
+    def parse(self, text: bytes, socket_id: str = "") -> Command:
+        """See `parse_command`; a refusal comes as a `CommandError` with its reply framed."""
         try:
             return parse_command(text)
-        except CommandError as exc:
-            raise CommandError(exc.reason, frames.encode_text(exc.reply)) from None
+        except _Refused as refused:
+            raise CommandError(refused.reason, self._reply(refused.event, refused.data, socket_id)) from None
 
-    def greeting(self) -> bytes:
-        """Nothing: a seed client speaks first."""
+    def greeting(self, socket_id: str = "") -> bytes:
+        """Nothing: a seed client speaks first (its first reply carries its `socket_id`)."""
         return b""
 
     def publication(self, publication: Publication) -> bytes:
         """The payload as published: the seed's clients receive Redis's bytes unchanged."""
         return frames.encode_text(publication.payload)
 
-    def subscribed(self, command: Subscribe) -> bytes:
+    def subscribed(self, command: Subscribe, socket_id: str = "") -> bytes:
         """`gusher.subscribe_succeeded` echoing id and channel."""
-        return self._reply(SUBSCRIBE_SUCCEEDED, {"id": command.id, "channel": command.channel})
+        return self._reply(SUBSCRIBE_SUCCEEDED, {"id": command.id, "channel": command.channel}, socket_id)
 
-    def subscribe_refused(self, command: Subscribe, reason: str) -> bytes:
+    def subscribe_refused(self, command: Subscribe, reason: str, socket_id: str = "") -> bytes:
         """`gusher.subscribe_error` echoing id and channel, with the ext `reason`."""
-        return frames.encode_text(_refusal(SUBSCRIBE, command.id, command.channel, reason))
+        data = {"id": command.id, "channel": command.channel, "reason": reason}
+        return self._reply(SUBSCRIBE_ERROR, data, socket_id)
 
-    def unsubscribed(self, command: Unsubscribe) -> bytes:
+    def multi_subscribed(self, command: MultiSubscribe, socket_id: str = "") -> bytes:
+        """`gusher.multi_subscribe_succeeded` echoing id and the channels."""
+        data = {"id": command.id, "multi_channel": list(command.channels)}
+        return self._reply(MULTI_SUBSCRIBE_SUCCEEDED, data, socket_id)
+
+    def multi_subscribe_refused(self, command: MultiSubscribe, reason: str, socket_id: str = "") -> bytes:
+        """`gusher.multi_subscribe_error` echoing id and the channels, with the `reason`."""
+        data = {"id": command.id, "multi_channel": list(command.channels), "reason": reason}
+        return self._reply(MULTI_SUBSCRIBE_ERROR, data, socket_id)
+
+    def unsubscribed(self, command: Unsubscribe, socket_id: str = "") -> bytes:
         """`gusher.unsubscribe_succeeded` echoing id and channel."""
-        return self._reply(UNSUBSCRIBE_SUCCEEDED, {"id": command.id, "channel": command.channel})
+        return self._reply(UNSUBSCRIBE_SUCCEEDED, {"id": command.id, "channel": command.channel}, socket_id)
 
-    def unsubscribe_refused(self, command: Unsubscribe, reason: str) -> bytes:
+    def unsubscribe_refused(self, command: Unsubscribe, reason: str, socket_id: str = "") -> bytes:
         """`gusher.unsubscribe_error` echoing id and channel, with the ext `reason`."""
-        return frames.encode_text(_refusal(UNSUBSCRIBE, command.id, command.channel, reason))
+        data = {"id": command.id, "channel": command.channel, "reason": reason}
+        return self._reply(UNSUBSCRIBE_ERROR, data, socket_id)
 
-    def pong(self, command: Ping) -> bytes:
+    def pong(self, command: Ping, socket_id: str = "") -> bytes:
         """`gusher.pong` echoing the id."""
-        return self._reply(PONG, {"id": command.id})
+        return self._reply(PONG, {"id": command.id}, socket_id)
 
-    def binary_refused(self) -> bytes:
+    def binary_refused(self, socket_id: str = "") -> bytes:
         """`gusher.error`: the protocol is JSON text."""
-        return frames.encode_text(error_event("binary frames are not supported; send JSON text"))
+        return self._reply(ERROR, {"reason": "binary frames are not supported; send JSON text"}, socket_id)
 
     def keepalive(self) -> bytes:
         """A WebSocket Ping frame; any answer (or any other frame) proves the client alive."""
@@ -176,8 +236,8 @@ class GusherProtocol(ClientProtocol):
         return _CLOSE_CODES[why], why.value
 
     @staticmethod
-    def _reply(event: str, data: dict[str, Any]) -> bytes:
-        return frames.encode_text(encode_event(event, data))
+    def _reply(event: str, data: dict[str, Any], socket_id: str) -> bytes:
+        return frames.encode_text(encode_event(event, data, socket_id))
 
 
 _PING_FRAME = frames.encode_ping(b"")
