@@ -17,14 +17,15 @@ never a channel or a user.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from gusher.core.metrics import BUCKETS, HISTOGRAMS
 from gusher.ops.heartbeat import DEAD_AFTER_INTERVALS
+
+if TYPE_CHECKING:
+    from prometheus_client.core import HistogramMetricFamily, Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -150,6 +151,10 @@ def for_role(values: Mapping[str, Any], role: str) -> dict[str, Any]:
 
 def families(values: Mapping[str, Any]) -> Iterator[Metric]:
     """The metric families of one role's summed snapshot (fields absent from it are left out)."""
+    # Imported at the first scrape: 0.84 MB per worker that a deployment which never scrapes
+    # should not pay (at 10k connections on two workers, 0.17 KB per connection).
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     for name, documentation, field in _GAUGES:
         if field in values:
             yield GaugeMetricFamily(name, documentation, value=values[field])
@@ -169,6 +174,8 @@ def families(values: Mapping[str, Any]) -> Iterator[Metric]:
 
 
 def _histogram(name: str, documentation: str, counts: list[float]) -> HistogramMetricFamily:
+    from prometheus_client.core import HistogramMetricFamily
+
     cumulative, buckets = 0.0, []
     for bound, count in zip([*map(str, BUCKETS), "+Inf"], counts[:-1], strict=True):
         cumulative += count
@@ -178,6 +185,8 @@ def _histogram(name: str, documentation: str, counts: list[float]) -> HistogramM
 
 def cluster_families(slaves: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     """The master's view of every live slave (from their heartbeats), labelled by slave."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     yield GaugeMetricFamily("gusher_cluster_slaves", "live slaves", value=len(slaves))
     connections = GaugeMetricFamily(
         "gusher_cluster_connections", "open WebSockets per slave", labels=["slave"]
@@ -204,6 +213,8 @@ class _Collected:
 
 def render(metrics: Iterable[Metric]) -> bytes:
     """The text exposition format of `metrics`, written by prometheus-client."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collected(list(metrics)))  # type: ignore[arg-type]
     return generate_latest(registry)
