@@ -298,6 +298,136 @@ def test_bad_user_ids_are_400(master, app_key, user) -> None:
     assert response.status_code == 400
 
 
+# -- runtime channel changes and pattern pushes (issue 15, later gusher's) ----------------
+
+
+def test_adding_a_channel_reaches_the_users_connections_on_every_slave(
+    slave, second_slave, master, app_key, redis_client, clients
+) -> None:
+    """POST .../users/{user}/channels: each of alice's connections is told and may subscribe; bob not."""
+    mine = [subscribed(s, app_key, "alice", "c", clients=clients) for s in (slave, second_slave)]
+    bob = subscribed(slave, app_key, "bob", "c", clients=clients)
+    assert mine[0].subscribe("vip")["event"] == "gusher.subscribe_error"
+    wait_until(lambda: numsub(redis_client, user_channel(app_key, "alice")) >= 2, 5)
+    response = post(master, f"/api/apps/{app_key}/users/alice/channels", {"channels": ["vip", "vip.*"]})
+    assert response.status_code == 200
+    assert response.json() == {"user_id": "alice", "channels": ["vip", "vip.*"], "mode": "add"}
+    for client in mine:
+        assert client.recv_json() == {
+            "channel": "gusher.user",
+            "event": "gusher.channels_changed",
+            "data": {"channels": ["c", "vip", "vip.*"], "unsubscribed": []},
+        }
+        assert client.subscribe("vip.room")["event"] == "gusher.subscribe_succeeded"
+    bob.expect_silence(0.2)
+    assert bob.subscribe("vip")["event"] == "gusher.subscribe_error"
+
+
+def test_replacing_channels_unsubscribes_what_is_no_longer_allowed(
+    slave, master, app_key, redis_client, clients
+) -> None:
+    """PUT .../users/{user}/channels: the list becomes the user's; their other subscriptions end."""
+    client = subscribed(slave, app_key, "carol", "a", "b", clients=clients)
+    wait_until(lambda: numsub(redis_client, user_channel(app_key, "carol")) >= 1, 5)
+    response = requests.put(
+        f"{master.url}/api/apps/{app_key}/users/carol/channels", json={"channels": ["b", "z"]}, timeout=5
+    )
+    assert response.status_code == 200 and response.json()["mode"] == "replace"
+    assert client.recv_json()["data"] == {"channels": ["b", "z"], "unsubscribed": ["a"]}
+    post(master, f"/api/apps/{app_key}/events", {"channels": ["a", "b"], "event": "e", "data": 1})
+    assert client.recv_json()["channel"] == "b"
+    client.expect_silence(0.3)
+    revoked = requests.put(
+        f"{master.url}/api/apps/{app_key}/users/carol/channels", json={"channels": []}, timeout=5
+    )
+    assert revoked.status_code == 200
+    assert client.recv_json()["data"] == {"channels": [], "unsubscribed": ["b"]}
+
+
+@pytest.mark.parametrize(
+    "method, body, reason",
+    [
+        ("post", {"channels": []}, "non-empty list"),
+        ("post", {}, "non-empty list"),
+        ("put", {"channels": "a"}, "must be a list"),
+        ("post", {"channels": ["ok", ""]}, "channel is empty"),
+        ("post", {"channels": ["ok", 3]}, "must be a string"),
+        ("put", {"channels": ["x" * 201]}, "longer than 200"),
+    ],
+)
+def test_bad_channel_changes_are_400_and_change_nothing(
+    slave, master, app_key, redis_client, clients, method, body, reason
+) -> None:
+    client = subscribed(slave, app_key, "dave", "c", clients=clients)
+    wait_until(lambda: numsub(redis_client, user_channel(app_key, "dave")) >= 1, 5)
+    response = requests.request(
+        method, f"{master.url}/api/apps/{app_key}/users/dave/channels", json=body, timeout=5
+    )
+    assert response.status_code == 400 and reason in response.json()["error"]
+    client.expect_silence(0.3)
+
+
+def test_a_pattern_push_reaches_the_live_channels_that_match(slave, master, app_key, clients) -> None:
+    """POST .../pattern_events: every channel with a subscriber now that matches, and no other;
+    glob characters Redis knows (`?`, `[`) are literal, as in allowed lists."""
+    rooms = {name: subscribed(slave, app_key, "u", name, clients=clients) for name in ("room.1", "room.2")}
+    lobby = subscribed(slave, app_key, "u", "lobby", clients=clients)
+    literal = subscribed(slave, app_key, "u", "q?[x]", clients=clients)
+    response = post(
+        master, f"/api/apps/{app_key}/pattern_events", {"channel_pattern": "room.*", "event": "e", "data": 7}
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "channel_pattern": "room.*",
+        "channels": ["room.1", "room.2"],
+        "event": "e",
+        "data": 7,
+    }
+    for name, client in rooms.items():
+        assert client.recv_json() == {"channel": name, "event": "e", "data": 7}
+    lobby.expect_silence(0.2)
+    assert post(
+        master, f"/api/apps/{app_key}/pattern_events", {"channel_pattern": "q?[*", "event": "e", "data": 1}
+    ).json()["channels"] == ["q?[x]"]
+    assert literal.recv_json()["channel"] == "q?[x]"
+    nothing = post(
+        master, f"/api/apps/{app_key}/pattern_events", {"channel_pattern": "q.*", "event": "e", "data": 1}
+    )
+    assert nothing.status_code == 200 and nothing.json()["channels"] == []
+
+
+def test_a_pattern_push_never_reaches_another_app(slave, master, redis_client, webhook, clients) -> None:
+    """App `X` pushing `*` reaches none of app `X:b`'s channels, nor its users'."""
+    owner = new_app_key()
+    neighbour = f"{owner}:b"
+    for key in (owner, neighbour):
+        redis_client.hset(key, "url", webhook.url)
+    victim = subscribed(slave, neighbour, "alice", "c", clients=clients)
+    response = post(
+        master, f"/api/apps/{owner}/pattern_events", {"channel_pattern": "*", "event": "e", "data": 1}
+    )
+    assert response.status_code == 200 and response.json()["channels"] == []
+    victim.expect_silence(0.3)
+
+
+def test_a_pattern_matching_more_than_one_push_may_reach_is_refused(slave, master, app_key, clients) -> None:
+    """All or nothing, like a multi-channel push: 400 naming the count and the bound."""
+    halves = [Client(slave.ws_url, app_key, allow("u", "*")) for _ in range(2)]
+    clients.extend(halves)
+    for index in range(101):  # 101 channels over two clients (100 subscriptions each at most)
+        halves[index % 2].send_json(
+            {"event": "gusher.subscribe", "data": {"id": index, "channel": f"many.{index}"}}
+        )
+    for client, count in zip(halves, (51, 50), strict=True):
+        assert all(client.recv_json()["event"] == "gusher.subscribe_succeeded" for _ in range(count))
+    response = post(
+        master, f"/api/apps/{app_key}/pattern_events", {"channel_pattern": "many.*", "event": "e", "data": 1}
+    )
+    assert response.status_code == 400
+    assert "101 live channels match" in response.json()["error"] and "100" in response.json()["error"]
+    halves[0].expect_silence(0.3)
+
+
 # -- presence -------------------------------------------------------------------------
 
 

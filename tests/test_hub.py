@@ -17,7 +17,7 @@ from gusher.keys import user_channel
 from gusher.wire import frames
 from gusher.wire.base import Disconnect
 from gusher.wire.gusher import GusherProtocol
-from tests.inprocess import Worker
+from tests.inprocess import FakeSubscriber, Worker
 
 
 def subscribe(channel: str) -> dict:
@@ -269,5 +269,89 @@ def test_multi_subscribe_is_all_or_nothing() -> None:
         ]
         worker.subscriber.publish("app@b", {"channel": "b", "event": "e", "data": 1})
         assert peer.messages() == [{"channel": "b", "event": "e", "data": 1}]
+    finally:
+        worker.close()
+
+
+def _channels_change(channels: list[str], mode: str) -> Publication:
+    return Publication.create(
+        "gusher.user", "gusher.channels_changed", {"channels": channels, "mode": mode}, control="channels"
+    )
+
+
+def test_adding_channels_at_runtime_lets_the_users_connections_subscribe_and_tells_them(
+    worker: Worker,
+) -> None:
+    """Every connection of the user, and only theirs, gets the channel; each is told its new list."""
+    _, mine1 = worker.connect(user="u1", channels=("news",))
+    _, mine2 = worker.connect(user="u1", channels=("news", "chat.*"))
+    _, theirs = worker.connect(user="u2", channels=("news",))
+    mine1.send(subscribe("scores"))
+    assert mine1.messages()[0]["data"]["reason"] == "channel not allowed"
+    worker.hub.on_publications([(user_channel("app", "u1"), _channels_change(["scores"], "add"))])
+    told = {"channel": "gusher.user", "event": "gusher.channels_changed"}
+    assert mine1.messages() == [{**told, "data": {"channels": ["news", "scores"], "unsubscribed": []}}]
+    assert mine2.messages() == [
+        {**told, "data": {"channels": ["news", "chat.*", "scores"], "unsubscribed": []}}
+    ]
+    assert theirs.messages() == []
+    mine1.send(subscribe("scores"))
+    assert mine1.messages()[0]["event"] == "gusher.subscribe_succeeded"
+    theirs.send(subscribe("scores"))
+    assert theirs.messages()[0]["data"]["reason"] == "channel not allowed"
+
+
+def test_replacing_channels_ends_the_subscriptions_no_longer_allowed(worker: Worker) -> None:
+    """What the new list does not allow is unsubscribed (and no longer delivered); the rest stays."""
+    session, peer = worker.connect(user="u1", channels=("news", "chat.*"))
+    for channel in ("news", "chat.a", "chat.b"):
+        peer.send(subscribe(channel))
+    assert [m["event"] for m in peer.messages()] == ["gusher.subscribe_succeeded"] * 3
+    worker.hub.on_publications(
+        [(user_channel("app", "u1"), _channels_change(["chat.a", "extra"], "replace"))]
+    )
+    (told,) = peer.messages()
+    assert told["data"] == {"channels": ["chat.a", "extra"], "unsubscribed": ["news", "chat.b"]}
+    assert "app@news" not in worker.subscriber.wanted  # its last local subscriber left
+    worker.subscriber.publish("app@news", {"channel": "news", "event": "e", "data": 1})
+    worker.subscriber.publish("app@chat.a", {"channel": "chat.a", "event": "e", "data": 2})
+    assert peer.messages() == [{"channel": "chat.a", "event": "e", "data": 2}]
+    peer.send(subscribe("news"))
+    assert peer.messages()[0]["data"]["reason"] == "channel not allowed"
+    assert session.identity.allows("extra") and not session.identity.allows("chat.b")
+
+
+def test_a_change_keeps_its_place_among_the_users_messages(worker: Worker) -> None:
+    """In one batch, messages before and after the change arrive around it, in order."""
+    _, peer = worker.connect(user="u1", channels=("news",))
+    key = user_channel("app", "u1")
+    before = Publication.create("gusher.user", "note", 1)
+    after = Publication.create("gusher.user", "note", 2)
+    worker.hub.on_publications([(key, before), (key, _channels_change(["x"], "add")), (key, after)])
+    assert [m["event"] for m in peer.messages()] == ["note", "gusher.channels_changed", "note"]
+
+
+def test_a_malformed_change_from_a_raw_publish_is_ignored(worker: Worker) -> None:
+    """Only the master's form is applied; anything else changes nothing and sends nothing."""
+    session, peer = worker.connect(user="u1", channels=("news",))
+    key = user_channel("app", "u1")
+    for data in ({"channels": "x", "mode": "add"}, {"channels": [1], "mode": "add"}, "nope"):
+        bad = Publication.create("gusher.user", "gusher.channels_changed", data, control="channels")
+        worker.hub.on_publications([(key, bad)])
+    assert peer.messages() == [] and session.identity.channels == ("news",)
+
+
+def test_a_subscribe_waiting_for_redis_is_refused_if_a_change_revoked_it_meanwhile() -> None:
+    """The allowed list is read again once the broker confirms the key."""
+    worker = Worker(subscriber=FakeSubscriber(auto_confirm=False))
+    try:
+        _, peer = worker.connect(user="u1", channels=("news", "x"))
+        peer.send(subscribe("news"))
+        gevent.sleep(0.02)
+        worker.hub.on_publications([(user_channel("app", "u1"), _channels_change(["x"], "replace"))])
+        worker.subscriber.confirm("app@news")
+        events = peer.messages()
+        assert [m["event"] for m in events] == ["gusher.channels_changed", "gusher.subscribe_error"]
+        assert events[1]["data"]["reason"] == "channel not allowed"
     finally:
         worker.close()

@@ -7,6 +7,9 @@ a `secret` needs signed requests, see `gusher.api.security`):
 - `POST /api/apps/{app_key}/batch_events`: different events in one call;
 - `POST /api/apps/{app_key}/users/{user_id}/events`: every connection of a user;
 - `POST /api/apps/{app_key}/sockets/{socket_id}/events`: one connection;
+- `POST|PUT /api/apps/{app_key}/users/{user_id}/channels`: add to, or replace,
+  what a connected user may subscribe to;
+- `POST /api/apps/{app_key}/pattern_events`: one event to the live channels matching a pattern;
 - `GET  /api/apps/{app_key}/channels[/{channel}[/users]]`, `/users`: presence;
 - `GET  /api/system/apps`: the apps and how each is secured (admin).
 
@@ -29,7 +32,8 @@ from gusher.api.context import (
     listed_app,
     publish,
 )
-from gusher.keys import check_name
+from gusher.core.publication import Publication
+from gusher.keys import check_name, pubsub_channel
 from gusher.ops import presence
 
 ext = Blueprint("gusher_ext", __name__, url_prefix="/api")
@@ -55,6 +59,19 @@ def push_batch(app_key: str) -> Any:
     return jsonify(published=len(publications))
 
 
+@ext.post("/apps/<app_key>/pattern_events")
+def push_pattern(app_key: str) -> Any:
+    """`{"channel_pattern", "event", "data"}` to every channel that has a subscriber now and matches."""
+    authorized_app(app_key)
+    pattern, event, data = pushes.parse_pattern_push(json_body())
+    broker = current_broker()
+    live = broker.live_keys(pubsub_channel(app_key, pushes.pattern_prefix(pattern)))
+    channels = pushes.matching_channels(app_key, pattern, live, current_settings().max_push_channels)
+    if channels:
+        publish([(pubsub_channel(app_key, c), Publication.create(c, event, data)) for c in channels])
+    return jsonify(channel_pattern=pattern, channels=channels, event=event, data=data)
+
+
 @ext.post("/apps/<app_key>/users/<user_id>/events")
 def push_user(app_key: str, user_id: str) -> Any:
     """`{"event", "data"[, "channel"]}` to every connection of `user_id`, on every slave."""
@@ -71,6 +88,25 @@ def push_socket(app_key: str, socket_id: str) -> Any:
     channel, event, data, publication = pushes.parse_socket_push(app_key, socket_id, json_body())
     publish([publication])
     return jsonify(socket_id=socket_id, channel=channel, event=event, data=data)
+
+
+@ext.post("/apps/<app_key>/users/<user_id>/channels")
+def add_user_channels(app_key: str, user_id: str) -> Any:
+    """`{"channels": [...]}`: more channels the connected user may subscribe to, on every slave."""
+    return _change_user_channels(app_key, user_id, replace=False)
+
+
+@ext.put("/apps/<app_key>/users/<user_id>/channels")
+def replace_user_channels(app_key: str, user_id: str) -> Any:
+    """`{"channels": [...]}`: all the connected user may subscribe to; other subscriptions end."""
+    return _change_user_channels(app_key, user_id, replace=True)
+
+
+def _change_user_channels(app_key: str, user_id: str, replace: bool) -> Any:
+    authorized_app(app_key)
+    channels, publication = pushes.parse_user_channels(app_key, user_id, json_body(), replace)
+    publish([publication])
+    return jsonify(user_id=user_id, channels=channels, mode="replace" if replace else "add")
 
 
 def _presence_of(app_key: str) -> presence.AppPresence:

@@ -12,13 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from gusher.core import exactjson
-from gusher.core.publication import Publication, Routed
+from gusher.core.identity import MAX_ALLOWED_CHANNELS
+from gusher.core.patterns import WILDCARD, matches
+from gusher.core.publication import CHANNELS_CONTROL, Publication, Routed
 from gusher.errors import InvalidName, RequestError
 from gusher.keys import (
     check_name,
     is_targetable_user,
     parse_socket_id,
     pubsub_channel,
+    split_pubsub_channel,
     user_channel,
     worker_channel,
 )
@@ -26,6 +29,8 @@ from gusher.keys import (
 # The `channel` field of a message pushed to a user, or to one socket, unless the push names one.
 USER_CHANNEL_NAME = "gusher.user"
 SOCKET_CHANNEL_NAME = "gusher.socket"
+# The event a user's connections get when their allowed channels change (gusher.edge.hub).
+CHANNELS_CHANGED_EVENT = "gusher.channels_changed"
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
@@ -126,3 +131,59 @@ def parse_socket_push(app_key: str, socket_id: str, body: dict[str, Any]) -> tup
     data = data_of(body)
     publication = Publication.create(channel, event, data, socket=f"{app_key}@{number}")
     return channel, event, data, (worker_channel(worker), publication)
+
+
+def parse_user_channels(
+    app_key: str, user_id: str, body: dict[str, Any], replace: bool
+) -> tuple[list[str], Routed]:
+    """`{"channels": [...]}` (or one `"channel"`) to add to, or replace, what `user_id` may subscribe to.
+
+    Entries are what a webhook may allow: exact names, `*` globs and the
+    `{user_id}` placeholder. Replacing with `[]` revokes everything. Every
+    slave applies it to the user's live connections (`gusher.edge.hub`), so it
+    lasts as long as they do: the app's webhook or tokens must allow the same
+    for the user's next connection.
+    """
+    if not is_targetable_user(user_id):
+        raise InvalidName("user_id must be 1-200 characters without control characters")
+    channels = body.get("channels", [body["channel"]] if "channel" in body else None)
+    if not isinstance(channels, list) or not (channels or replace):
+        raise RequestError("channels must be a non-empty list" if not replace else "channels must be a list")
+    if len(channels) > MAX_ALLOWED_CHANNELS:
+        raise RequestError(f"more than {MAX_ALLOWED_CHANNELS} channels")
+    names = list(dict.fromkeys(_name("channel", c) for c in channels))
+    mode = "replace" if replace else "add"
+    publication = Publication.create(
+        USER_CHANNEL_NAME, CHANNELS_CHANGED_EVENT, {"channels": names, "mode": mode}, control=CHANNELS_CONTROL
+    )
+    return names, (user_channel(app_key, user_id), publication)
+
+
+def parse_pattern_push(body: dict[str, Any]) -> tuple[str, str, Any]:
+    """`{"channel_pattern", "event", "data"}`: the pattern (`*` globs), the event and its data."""
+    pattern = _name("channel_pattern", body.get("channel_pattern"))
+    return pattern, _name("event", body.get("event")), data_of(body)
+
+
+def pattern_prefix(pattern: str) -> str:
+    """What every channel matching `pattern` starts with: the broker lists only those."""
+    return pattern.split(WILDCARD, 1)[0]
+
+
+def matching_channels(app_key: str, pattern: str, live_keys: list[str], max_channels: int) -> list[str]:
+    """The app's live channels (from their pub/sub keys) that match `pattern`, sorted.
+
+    Raises:
+        RequestError: more match than one push may reach; nothing is published.
+    """
+    channels = sorted(
+        channel
+        for app, channel in map(split_pubsub_channel, live_keys)
+        if app == app_key and matches(pattern, channel)
+    )
+    if len(channels) > max_channels:
+        raise RequestError(
+            f"{len(channels)} live channels match; one push reaches at most {max_channels}"
+            " (GUSHER_MAX_PUSH_CHANNELS)"
+        )
+    return channels

@@ -141,6 +141,9 @@ class Broker(Protocol):
     def publish(self, items: Sequence[Routed]) -> None:
         """Publish each publication on its key, in order; several at once are all or nothing."""
 
+    def live_keys(self, prefix: str) -> list[str]:
+        """Every key starting with `prefix` that some subscriber holds now (any server, any worker)."""
+
     def subscriber(self, metrics: Metrics, ping_every: float) -> Subscriber:
         """A new subscriber for this worker (not started; `want` may be called before `start`)."""
 

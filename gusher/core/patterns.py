@@ -41,6 +41,12 @@ def glob_match(segments: list[str], text: str) -> bool:
     return True
 
 
+def matches(pattern: str, text: str) -> bool:
+    """Whether `text` matches `pattern`, `*` its only wildcard (no placeholder: a push's pattern)."""
+    segments = pattern.split(WILDCARD)
+    return text == pattern if len(segments) == 1 else glob_match(segments, text)
+
+
 class ChannelRules:
     """A compiled allowed-list: a set for exact names, segment lists for globs."""
 

@@ -23,8 +23,11 @@ from typing import Any
 
 from gusher.core import exactjson
 
-# The routing field of a push to one socket (see `Publication.create`).
+# Routing fields (see `Publication.create`).
 SOCKET_FIELD = "gusher_socket"
+CONTROL_FIELD = "gusher_control"
+# The control of a message that changes a user's allowed channels (gusher.api.pushes, gusher.edge.hub).
+CHANNELS_CONTROL = "channels"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class Publication:
         data: the `data` field, any JSON value (the seed's pushes: a string).
         payload: the exact bytes published in Redis, valid UTF-8.
         socket: `{app_key}@{number}` of the one connection a socket push is for, else "".
+        control: what the slaves do with the message before delivering it, else "".
     """
 
     channel: str
@@ -46,18 +50,24 @@ class Publication:
     data: Any
     payload: bytes
     socket: str = ""
+    control: str = ""
 
     @classmethod
-    def create(cls, channel: str, event: str, data: Any, socket: str = "") -> Publication:
+    def create(cls, channel: str, event: str, data: Any, socket: str = "", control: str = "") -> Publication:
         """The message a push publishes, its payload encoded once, in the seed's key order.
 
-        `socket` (`{app_key}@{number}`) rides along only on a push to one
-        socket, which travels on its worker's channel; clients never see it.
+        Routing fields ride along only on the messages that need them, and
+        clients never see them: `socket` (`{app_key}@{number}`) on a push to
+        one socket (it travels on its worker's channel), `control` on a
+        message the slaves act on before delivering it (`"channels"`: a user's
+        allowed channels change).
         """
         message = {"channel": channel, "event": event, "data": data}
         if socket:
             message[SOCKET_FIELD] = socket
-        return cls(channel, event, data, exactjson.dumps(message), socket)
+        if control:
+            message[CONTROL_FIELD] = control
+        return cls(channel, event, data, exactjson.dumps(message), socket, control)
 
     @classmethod
     def parse(cls, payload: bytes) -> Publication | None:
@@ -79,9 +89,14 @@ class Publication:
         if isinstance(message, dict):
             channel, event = message.get("channel"), message.get("event")
             if isinstance(channel, str) and isinstance(event, str) and event and "data" in message:
-                socket = message.get(SOCKET_FIELD)
+                socket, control = message.get(SOCKET_FIELD), message.get(CONTROL_FIELD)
                 return cls(
-                    channel, event, message["data"], payload, socket if isinstance(socket, str) else ""
+                    channel,
+                    event,
+                    message["data"],
+                    payload,
+                    socket if isinstance(socket, str) else "",
+                    control if isinstance(control, str) else "",
                 )
         return cls("", "", None, payload)
 

@@ -93,6 +93,10 @@ class Registry(Generic[Conn]):
                 emptied.append(key)
         return emptied
 
+    def keys_of(self, conn: Conn) -> tuple[str, ...]:
+        """Every key `conn` receives (its user channel included)."""
+        return self._channels_of.get(conn, ())
+
     def is_subscribed(self, key: str, conn: Conn) -> bool:
         """Whether `conn` receives `key`."""
         return key in self._channels_of.get(conn, ())

@@ -26,15 +26,22 @@ import gevent.event
 
 from gusher.broker.base import PublicationBatch, Subscriber
 from gusher.config import Settings
-from gusher.core.identity import Identity
+from gusher.core.identity import MAX_ALLOWED_CHANNELS, Identity
 from gusher.core.metrics import Metrics
-from gusher.core.publication import Publication
+from gusher.core.publication import CHANNELS_CONTROL, Publication
 from gusher.core.registry import Registry
 from gusher.edge.connection import Connection, RawSocket, SocketContext
 from gusher.edge.session import Session
 from gusher.edge.tasks import TaskPool
 from gusher.errors import BackendUnavailable
-from gusher.keys import is_targetable_user, pubsub_channel, user_channel, worker_channel
+from gusher.keys import (
+    MAX_NAME_LENGTH,
+    USER_PREFIX,
+    is_targetable_user,
+    pubsub_channel,
+    user_channel,
+    worker_channel,
+)
 from gusher.wire.base import ClientProtocol, Disconnect
 
 # Yield to the event loop after this many sends, so that a huge fan-out never
@@ -169,11 +176,14 @@ class Hub:
             left = self._pending.pop(key) - 1
             if left:
                 self._pending[key] = left
-        if ready and conn.is_open:
+        allowed = session.identity.allows(channel)  # again: a runtime change may have come meanwhile
+        if ready and conn.is_open and allowed:
             registry.subscribe(key, conn)
             return ""
         self._release_if_unused(key)
-        return "redis unavailable, try again" if conn.is_open else "connection closed"
+        if not conn.is_open:
+            return "connection closed"
+        return "redis unavailable, try again" if allowed else "channel not allowed"
 
     def _refusal(self, registry: Registry[Connection], key: str, conn: Connection) -> str:
         if registry.is_subscribed(key, conn):
@@ -247,6 +257,9 @@ class Hub:
             if key == self.worker_key:
                 self._to_sockets(publications)
                 continue
+            if any(publication.control for publication in publications):
+                self._with_controls(key, publications)
+                continue
             for protocol, registry in self.registries.items():
                 subscribers = registry.subscribers(key)
                 if not subscribers:
@@ -259,6 +272,53 @@ class Hub:
                 if sends >= _SENDS_PER_YIELD:
                     sends = 0
                     gevent.sleep(0)
+
+    def _with_controls(self, key: str, publications: list[Publication]) -> None:
+        """A user's key with a control among its messages: each in turn, the control applied first."""
+        for publication in publications:
+            if publication.control == CHANNELS_CONTROL and key.startswith(USER_PREFIX):
+                self._change_channels(key, publication)
+            elif not publication.control:
+                self.on_publications([(key, publication)])
+
+    def _change_channels(self, key: str, publication: Publication) -> None:
+        """A user's allowed channels change on every connection of theirs here; each is told.
+
+        `data` is `{"channels": [...], "mode": "add" | "replace"}`. With
+        `replace`, subscriptions to channels no longer allowed end; the event
+        each connection receives lists its allowed channels and those.
+        """
+        data = publication.data if isinstance(publication.data, dict) else {}
+        channels, mode = data.get("channels"), data.get("mode")
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            return  # not from the master (a raw PUBLISH): nothing to apply
+        channels = [c for c in channels if c and len(c) <= MAX_NAME_LENGTH]
+        for registry in list(self.registries.values()):
+            for conn in registry.subscribers(key):
+                session = self.sessions.get(conn)
+                if session is not None and session.is_open:
+                    self._apply_channels(session, channels, mode == "replace", publication)
+
+    def _apply_channels(
+        self, session: Session, channels: list[str], replace: bool, publication: Publication
+    ) -> None:
+        allowed = list(dict.fromkeys(channels if replace else [*session.identity.channels, *channels]))
+        if len(allowed) > MAX_ALLOWED_CHANNELS:  # the newest win; what falls off is revoked
+            allowed, replace = allowed[-MAX_ALLOWED_CHANNELS:], True
+        session.identity = Identity(session.identity.user_id, tuple(allowed))
+        dropped = []
+        if replace:
+            prefix = f"{session.app_key}@"
+            for subscribed in self.registries[session.protocol].keys_of(session.conn):
+                channel = subscribed[len(prefix) :] if subscribed.startswith(prefix) else ""
+                if channel and not session.identity.allows(channel):
+                    self.unsubscribe(session, channel)
+                    dropped.append(channel)
+        told = {"channels": list(session.identity.channels), "unsubscribed": dropped}
+        session.conn.send(
+            session.protocol.publication(Publication.create(publication.channel, publication.event, told))
+        )
+        self.metrics.deliveries += 1
 
     def _to_sockets(self, publications: list[Publication]) -> None:
         """Pushes to one socket of this worker: to it alone, if it is of the app the push names."""
