@@ -167,6 +167,7 @@ def _up(args: argparse.Namespace) -> int:
             f"\ngusher is running (Redis {redis_addr}).\n"
             f"  demo page:   http://127.0.0.1:{slave_port}/demo\n"
             f"  push to it:  curl -X POST 'http://127.0.0.1:{master_port}/api/push/demo/demo/hello?data=hi+there'\n"
+            f"  console:     http://127.0.0.1:{master_port}/ui\n"
             f"  slaves:      curl http://127.0.0.1:{master_port}/api/system/slaveinfos\n"
             f"  Redis:       redis-cli {run.redis_cli_arguments()}\n"
             f"  apps:        REDIS_ADDR={redis_addr} .venv/bin/gusher apps list\n"

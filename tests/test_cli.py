@@ -61,6 +61,9 @@ def test_up_runs_a_working_demo(tmp_path) -> None:
         assert requests.post(url, timeout=5).status_code == 200
         assert client.recv_json() == {"channel": "demo", "event": "hello", "data": "hi there"}
         client.close()
+        console = re.search(r"http://\S+/ui", next(line for line in lines if "console:" in line)).group(0)
+        assert requests.get(console, timeout=5).status_code == 200  # the admin console, from loopback
+        assert requests.get(console + "/api/cluster", timeout=5).json()["slaves"]
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)

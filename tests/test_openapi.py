@@ -12,9 +12,11 @@ from gusher.app import create_master_app, create_slave_app
 from gusher.config import load_settings
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
-# Routes that are not API: the demo page, Flask's static files, and the
-# catch-alls that only explain a malformed push path.
+# Routes that are not API: the demo page, Flask's static files, the catch-alls
+# that only explain a malformed push path, and the admin console (/ui: a page and
+# the JSON only its script reads, tested in tests/test_console.py).
 NOT_API = {"static", "gusher_master.push_malformed", "gusher_slave.demo_page"}
+NOT_API_BLUEPRINTS = ("gusher_console.",)
 
 
 def _served(redis_addr: str) -> set[tuple[str, str]]:
@@ -22,7 +24,9 @@ def _served(redis_addr: str) -> set[tuple[str, str]]:
     routes = set()
     for app in (create_master_app(settings), create_slave_app(settings)):
         for rule in app.url_map.iter_rules():
-            if rule.endpoint in NOT_API or rule.defaults:  # `defaults` rules are the empty-key variants
+            if (
+                rule.endpoint in NOT_API or rule.endpoint.startswith(NOT_API_BLUEPRINTS) or rule.defaults
+            ):  # `defaults` rules are the empty-key variants
                 continue
             path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
             for method in rule.methods - {"HEAD", "OPTIONS"}:

@@ -86,6 +86,10 @@ _PUSH_ENDPOINTS = {
     "gusher_ext.push_batch",
     "gusher_ext.push_user",
     "gusher_ext.push_socket",
+    "gusher_ext.push_pattern",
+    "gusher_ext.add_user_channels",
+    "gusher_ext.replace_user_channels",
+    "gusher_console.push",
 }
 
 
