@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -47,11 +48,17 @@ def _exec_role(role: str) -> None:
 
 
 class _DemoWebhook(BaseHTTPRequestHandler):
-    """Allows every client onto the channel `demo` (a real app would check `auth`)."""
+    """Allows every client onto the channels `demo` and `demo.*`, as the user its `auth` names.
+
+    A real app would check `auth` (a session cookie, a token); the demo page
+    sends a name, so that "who is online" has someone to show.
+    """
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"user_id": "demo-user", "channels": ["demo"]}).encode()
+        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+        name = form.get("auth", [""])[0].strip()[:40]
+        user_id = name if name.isprintable() and name else "demo-user"
+        body = json.dumps({"user_id": user_id, "channels": ["demo", "demo.*"]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -165,7 +172,7 @@ def _up(args: argparse.Namespace) -> int:
         master_port, slave_port = run.start_roles()
         print(
             f"\ngusher is running (Redis {redis_addr}).\n"
-            f"  demo page:   http://127.0.0.1:{slave_port}/demo\n"
+            f"  demo page:   http://127.0.0.1:{master_port}/demo?slave=127.0.0.1:{slave_port}\n"
             f"  push to it:  curl -X POST 'http://127.0.0.1:{master_port}/api/push/demo/demo/hello?data=hi+there'\n"
             f"  console:     http://127.0.0.1:{master_port}/ui\n"
             f"  slaves:      curl http://127.0.0.1:{master_port}/api/system/slaveinfos\n"

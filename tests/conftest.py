@@ -14,6 +14,7 @@ import pytest
 import redis as redis_lib
 
 from gusher.embedded import EmbeddedRedis
+from tests import browser as browsers
 from tests.inprocess import Worker
 from tests.support import Client, GunicornProcess, Webhook, new_app_key
 
@@ -82,3 +83,9 @@ def worker() -> Iterator[Worker]:
     made = Worker()
     yield made
     made.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Chromium (tests/browser.py), one for the whole run."""
+    yield from browsers.launch()

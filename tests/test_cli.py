@@ -55,11 +55,21 @@ def test_up_runs_a_working_demo(tmp_path) -> None:
         host, port = re.search(r"redis-cli -h (\S+) -p (\d+)", redis_line).groups()
         assert redis_lib.Redis(host=host, port=int(port)).hget("demo", "url")
         assert requests.get(f"http://127.0.0.1:{slave_port}/demo", timeout=5).status_code == 200
+        demo = re.search(r"http://\S+/demo\S*", next(line for line in lines if "demo page:" in line)).group(0)
+        assert demo.startswith(f"http://127.0.0.1:{master_port}/demo?slave=127.0.0.1:{slave_port}")
+        assert requests.get(demo, timeout=5).status_code == 200  # the full demo, on the master
         client = Client(f"ws://127.0.0.1:{slave_port}", "demo", "anything")
         assert client.subscribe("demo")["event"] == "gusher.subscribe_succeeded"
         url = shlex.split(curl)[-1]
         assert requests.post(url, timeout=5).status_code == 200
         assert client.recv_json() == {"channel": "demo", "event": "hello", "data": "hi there"}
+        users = wait_until(  # the demo webhook makes `auth` the user: the demo's "who is online"
+            lambda: requests.get(f"http://127.0.0.1:{master_port}/api/apps/demo/users", timeout=5).json()[
+                "users"
+            ],
+            10,
+        )
+        assert users == [{"id": "anything", "connections": 1}]
         client.close()
         console = re.search(r"http://\S+/ui", next(line for line in lines if "console:" in line)).group(0)
         assert requests.get(console, timeout=5).status_code == 200  # the admin console, from loopback

@@ -6,8 +6,6 @@ Screenshots go to `test-artifacts/console/` at the repository's root (not commit
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +14,12 @@ import redis as redis_lib
 import requests
 
 from gusher.ops.heartbeat import external_ipv4
+from tests.browser import needs_chromium, page_errors
 from tests.support import Client, GunicornProcess, Webhook, allow, free_port, new_app_key, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 TOKEN = "console-admin-token-0123456789"
-CHROMIUM = os.environ.get("GUSHER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -159,23 +157,6 @@ def test_every_console_answer_forbids_framing_and_caching(guarded) -> None:
 
 # -- in a browser ---------------------------------------------------------------------
 
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None and not (os.environ.get("CI") or os.environ.get("GUSHER_CI")),
-    reason="chromium not installed (.ci/run installs it)",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    assert CHROMIUM is not None, "Debian's chromium is required in CI (apt-get install chromium)"
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
 
 @needs_chromium
 def test_the_console_clicked_through_in_chromium(
@@ -192,15 +173,10 @@ def test_the_console_clicked_through_in_chromium(
         assert client.subscribe(channel)["event"] == "gusher.subscribe_succeeded"
     listener = clients[0]
 
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 1000})  # type: ignore[attr-defined]
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    expected = ("status of 401", "status of 400")  # the wrong token and the refused push, below
-    page.on(
-        "console",
-        lambda m: m.type == "error" and not any(e in m.text for e in expected) and errors.append(m.text),
-    )
+    errors = page_errors(page, ("status of 401", "status of 400"))  # the wrong token, the refused push
     page.goto(guarded.url + "/ui")
     page.wait_for_selector("#sign-in:not([hidden])")
     page.fill("#token", "wrong-token")

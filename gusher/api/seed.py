@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -25,6 +26,8 @@ from gusher.core.publication import Publication
 from gusher.errors import RequestError
 from gusher.keys import check_name, pubsub_channel
 from gusher.ops import exposition, heartbeat
+
+DEMO_PAGE = Path(__file__).resolve().parent.parent / "static" / "demo.html"
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +148,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     threading.Thread(
         target=_log_open_apps, args=(broker, settings), name="gusher-open-apps", daemon=True
     ).start()
+
+    @app.get("/demo")
+    def demo_page() -> Any:
+        """The demo (the slave serves it too): from here it pushes and shows who is online."""
+        return current_app.response_class(DEMO_PAGE.read_bytes(), mimetype="text/html")
 
     @app.get("/healthz")
     def healthz() -> Any:
