@@ -65,6 +65,10 @@ class Settings:
     # Bounds of the ext push API.
     max_push_channels: int = 100
     max_batch_events: int = 100
+    # History (issue 12): how many missed messages one subscribe may replay; how
+    # long a channel's numbering (epoch, latest offset) outlives its last publish.
+    max_recovered_messages: int = 300
+    history_meta_ttl: int = 30 * 24 * 3600
 
     @property
     def redis_url(self) -> str:
@@ -186,5 +190,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("GUSHER_LOG_FORMAT must be text or json")
     if settings.command_concurrency < 1:
         raise ConfigError("GUSHER_COMMAND_CONCURRENCY must be at least 1")
+    if settings.history_meta_ttl < 1:
+        raise ConfigError("GUSHER_HISTORY_META_TTL must be at least 1 second")
     if settings.max_push_channels < 1 or settings.max_batch_events < 1:
         raise ConfigError("GUSHER_MAX_PUSH_CHANNELS and GUSHER_MAX_BATCH_EVENTS must be at least 1")

@@ -13,6 +13,8 @@ APP_URL_FIELD = "url"
 INTERNAL_PREFIX = "gusher:"
 USER_PREFIX = "gusher:user:"
 PRESENCE_PREFIX = "gusher:presence:"
+HISTORY_PREFIX = "gusher:history:"
+HISTORY_META_PREFIX = "gusher:history-meta:"
 SLAVES_INDEX = "gusher:slaves"
 SLAVE_PREFIX = "gusher:slave:"
 
@@ -125,3 +127,8 @@ def is_internal(key: str) -> bool:
 def is_targetable_user(user_id: str) -> bool:
     """Whether pushes may address `user_id`: non-empty, bounded, no control characters."""
     return 0 < len(user_id) <= MAX_NAME_LENGTH and not _has_control_chars(user_id)
+
+
+def history_keys(pubsub: str) -> tuple[str, str]:
+    """The stream and the meta hash of a history channel, by its pub/sub key `{app_key}@{channel}`."""
+    return HISTORY_PREFIX + pubsub, HISTORY_META_PREFIX + pubsub

@@ -30,7 +30,7 @@ from gusher.keys import check_name, pubsub_channel
 from gusher.ops import heartbeat
 
 # Fields `set` and `--unset` may touch; the rest of a hash is left alone.
-FIELDS = ("url", "secret", "origins", "jwt_key")
+FIELDS = ("url", "secret", "origins", "jwt_key", "history_size", "history_ttl")
 _COUNTERS_SHOWN = ("connections", "subscriptions", "messages_in", "deliveries", "slow_consumer_drops")
 
 
@@ -50,6 +50,7 @@ def _described(app: AppConfig, show_secret: bool) -> dict[str, Any]:
         "secret": secret,
         "origins": list(app.origins),
         "jwt": bool(app.jwt_key),
+        "history": {"size": app.history.size, "ttl": app.history.ttl} if app.history else None,
     }
 
 
@@ -99,6 +100,9 @@ def apps_set(broker: Broker, args: argparse.Namespace, settings: Settings) -> in
         name, sep, value = assignment.partition("=")
         if not sep or name not in FIELDS:
             raise RequestError(f"{assignment!r}: give field=value, field one of {', '.join(FIELDS)}")
+        whole = value.isascii() and value.isdigit() and int(value) > 0
+        if name in ("history_size", "history_ttl") and not whole:
+            raise RequestError(f"{name} must be a whole number of at least 1 (unset it to keep no history)")
         fields[name] = _check_url(value) if name == "url" else value
     if "url" in args.unset:
         raise RequestError("an app is its `url` field: remove the app instead")

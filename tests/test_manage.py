@@ -42,6 +42,8 @@ def test_an_app_is_added_shown_changed_and_removed(gusher, redis_client, webhook
     assert json.loads(out)["secret"] == "***" and json.loads(out)["origins"] == ["https://a.example"]
     code, out, _ = gusher("apps", "set", app, "origins=https://b.example", "--unset", "secret")
     assert code == 0 and not json.loads(out)["secured"] and not redis_client.hexists(app, "secret")
+    code, out, _ = gusher("apps", "set", app, "history_size=50", "history_ttl=300")
+    assert code == 0 and json.loads(out)["history"] == {"size": 50, "ttl": 300}
     code, out, _ = gusher("apps", "rotate-secret", app)
     assert code == 0 and redis_client.hget(app, "secret").decode() == out.strip()
     code, out, _ = gusher("apps", "remove", app)
@@ -57,6 +59,7 @@ def test_an_app_is_added_shown_changed_and_removed(gusher, redis_client, webhook
         (("apps", "show", "no-such-app"), "unknown app_key"),
         (("apps", "set", "APP", "colour=blue"), "field=value"),
         (("apps", "set", "APP", "--unset", "url"), "remove the app"),
+        (("apps", "set", "APP", "history_size=0"), "at least 1"),
         (("push", "APP", "c", "e", "{nope", "--json"), "not valid JSON"),
         (("push", "APP", "c", "e", ""), "data is empty"),
     ],

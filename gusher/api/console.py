@@ -216,9 +216,9 @@ def push() -> Any:
     _own_request(request.cookies.get(COOKIE_NAME, ""))
     body = json_body()
     app_key, channel, event = (_name(body, field) for field in ("app_key", "channel", "event"))
-    current_broker().apps.load(app_key)
+    app = current_broker().apps.load(app_key)
     data = pushes.data_of(body)
-    publish([(pubsub_channel(app_key, channel), Publication.create(channel, event, data))])
+    publish([(pubsub_channel(app_key, channel), Publication.create(channel, event, data))], numbered_for=app)
     log.info("console push to %s/%s (%s) from %s", app_key, channel, event, request.remote_addr)
     return jsonify(app_key=app_key, channel=channel, event=event, data=data)
 

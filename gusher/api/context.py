@@ -33,11 +33,18 @@ def current_broker() -> Broker:
     return broker
 
 
-def publish(items: list[Routed]) -> None:
-    """Publish through the broker; the master's `publications` counter counts each message."""
-    current_broker().publish(items)
+def publish(items: list[Routed], numbered_for: AppConfig | None = None) -> list[tuple[int, str]]:
+    """Publish through the broker; the master's `publications` counter counts each message.
+
+    Channel pushes pass their app as `numbered_for`: when it keeps history,
+    each message is numbered and kept too, and its (offset, epoch) returned.
+    Pushes to a user or a socket are never numbered (nobody resumes them).
+    """
+    history = numbered_for.history if numbered_for is not None else None
+    positions = current_broker().publish(items, history)
     metrics: Metrics = current_app.extensions["gusher.metrics"]
     metrics.publications += len(items)
+    return positions
 
 
 def authorized_app(app_key: str) -> AppConfig:

@@ -11,6 +11,7 @@ a `secret` needs signed requests, see `gusher.api.security`):
   what a connected user may subscribe to;
 - `POST /api/apps/{app_key}/pattern_events`: one event to the live channels matching a pattern;
 - `GET  /api/apps/{app_key}/channels[/{channel}[/users]]`, `/users`: presence;
+- `GET  /api/apps/{app_key}/channels/{channel}/history`: a history channel's kept messages;
 - `GET  /api/system/apps`: the apps and how each is secured (admin).
 
 Bodies are validated whole before anything is published (`gusher.api.pushes`), and
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 
 from gusher.api import pushes, security
 from gusher.api.context import (
@@ -32,7 +33,9 @@ from gusher.api.context import (
     listed_app,
     publish,
 )
+from gusher.core import exactjson
 from gusher.core.publication import Publication
+from gusher.errors import RequestError
 from gusher.keys import check_name, pubsub_channel
 from gusher.ops import presence
 
@@ -42,33 +45,36 @@ ext = Blueprint("gusher_ext", __name__, url_prefix="/api")
 @ext.post("/apps/<app_key>/events")
 def push_event(app_key: str) -> Any:
     """One event to every channel of `channels`: `{"channels", "event", "data"}`."""
-    authorized_app(app_key)
+    app = authorized_app(app_key)
     channels, event, data, publications = pushes.parse_event(
         app_key, json_body(), current_settings().max_push_channels
     )
-    publish(publications)
+    publish(publications, numbered_for=app)
     return jsonify(channels=channels, event=event, data=data)
 
 
 @ext.post("/apps/<app_key>/batch_events")
 def push_batch(app_key: str) -> Any:
     """Different events in one call: `{"batch": [{"channel", "event", "data"}, ...]}`."""
-    authorized_app(app_key)
+    app = authorized_app(app_key)
     publications = pushes.parse_batch(app_key, json_body(), current_settings().max_batch_events)
-    publish(publications)
+    publish(publications, numbered_for=app)
     return jsonify(published=len(publications))
 
 
 @ext.post("/apps/<app_key>/pattern_events")
 def push_pattern(app_key: str) -> Any:
     """`{"channel_pattern", "event", "data"}` to every channel that has a subscriber now and matches."""
-    authorized_app(app_key)
+    app = authorized_app(app_key)
     pattern, event, data = pushes.parse_pattern_push(json_body())
     broker = current_broker()
     live = broker.live_keys(pubsub_channel(app_key, pushes.pattern_prefix(pattern)))
     channels = pushes.matching_channels(app_key, pattern, live, current_settings().max_push_channels)
     if channels:
-        publish([(pubsub_channel(app_key, c), Publication.create(c, event, data)) for c in channels])
+        publish(
+            [(pubsub_channel(app_key, c), Publication.create(c, event, data)) for c in channels],
+            numbered_for=app,
+        )
     return jsonify(channel_pattern=pattern, channels=channels, event=event, data=data)
 
 
@@ -141,6 +147,40 @@ def list_channel_users(app_key: str, channel: str) -> Any:
     check_name("channel", channel)
     _, users = _presence_of(app_key).channels.get(channel, (0, set()))
     return jsonify(users=[{"id": user} for user in sorted(users)])
+
+
+MAX_HISTORY_LIMIT = 1000
+
+
+@ext.get("/apps/<app_key>/channels/<channel>/history")
+def channel_history(app_key: str, channel: str) -> Any:
+    """`{"epoch", "offset", "messages"}`: the kept messages after `since` (exclusive), oldest first.
+
+    The messages are the payloads exactly as published and kept (each with its
+    `offset`); `offset` is the channel's latest. `limit` defaults to 100, at
+    most `MAX_HISTORY_LIMIT`.
+    """
+    app = listed_app(app_key)
+    check_name("channel", channel)
+    if app.history is None:
+        raise RequestError(f"app {app_key[:100]!r} keeps no history (set its history_size and history_ttl)")
+    since = _whole_number("since", 0, None)
+    limit = _whole_number("limit", 100, MAX_HISTORY_LIMIT)
+    kept = current_broker().history.read(pubsub_channel(app_key, channel), since, limit, app.history)
+    head = exactjson.dumps({"epoch": kept.epoch, "offset": kept.offset})[:-1]
+    body = head + b',"messages":[' + b",".join(p.payload for p in kept.publications) + b"]}"
+    return current_app.response_class(body, mimetype="application/json")
+
+
+def _whole_number(name: str, default: int, maximum: int | None) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise RequestError(f"{name} must be a whole number")
+    if maximum is not None and int(raw) > maximum:
+        raise RequestError(f"{name} must be at most {maximum}")
+    return int(raw)
 
 
 @ext.get("/apps/<app_key>/users")

@@ -47,10 +47,12 @@ def push(app_key: str, channel: str, event: str) -> Any:
     """Publish `{"channel","event","data"}` to `{app_key}@{channel}` (seed)."""
     check_name("channel", channel)
     check_name("event", event)
-    authorized_app(app_key)
+    app = authorized_app(app_key)
     publication = Publication.create(channel, event, data_parameter())
-    publish([(pubsub_channel(app_key, channel), publication)])
-    return current_app.response_class(publication.payload, mimetype="application/json")
+    positions = publish([(pubsub_channel(app_key, channel), publication)], numbered_for=app)
+    # The answer is what clients receive: with history, the payload with its offset.
+    body = publication.payload if not positions else publication.head + b',"offset":%d}' % positions[0][0]
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @api.post("/push/", defaults={"rest": ""})

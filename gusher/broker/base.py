@@ -20,6 +20,8 @@ Guarantees every `Subscriber` gives its handler (per worker):
 - delivery is at most once: what is published while the subscriber is
   disconnected is lost (pub/sub keeps nothing); it reconnects by itself,
   with capped and jittered backoff, and subscribes everything wanted again.
+  Channels of apps with history get their messages numbered (`HistoryStore`),
+  so what pub/sub dropped can be read back.
 
 Every method that talks to the broker raises `BackendUnavailable` when it
 cannot be reached, never a library's own error.
@@ -31,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from gusher.core.apps import AppConfig
+from gusher.core.history import ChannelHistory, HistoryPolicy
 from gusher.core.metrics import Metrics
 from gusher.core.publication import Routed
 
@@ -127,6 +130,17 @@ class StatusStore(Protocol):
         """Drop the presence reports of workers known to be dead."""
 
 
+class HistoryStore(Protocol):
+    """Channel histories (gusher.broker.history): numbered, kept and published in one atomic step."""
+
+    def publish(self, items: Sequence[Routed], policy: HistoryPolicy) -> list[tuple[int, str]]:
+        """Number, keep and publish each item in order, all or none; (offset, epoch) of each."""
+
+    def read(self, key: str, since: int, limit: int, policy: HistoryPolicy) -> ChannelHistory:
+        """The channel's epoch (created when missing), latest offset, and up to `limit` kept
+        messages with an offset above `since`, oldest first."""
+
+
 class Broker(Protocol):
     """One process's way to the broker: publish, subscribe, and gusher's records."""
 
@@ -138,8 +152,16 @@ class Broker(Protocol):
     def status(self) -> StatusStore:
         """Heartbeats and presence."""
 
-    def publish(self, items: Sequence[Routed]) -> None:
-        """Publish each publication on its key, in order; several at once are all or nothing."""
+    @property
+    def history(self) -> HistoryStore:
+        """Channel histories."""
+
+    def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
+        """Publish each publication on its key, in order; several at once are all or nothing.
+
+        With `history` (the app's policy), each is numbered and kept too, and
+        its (offset, epoch) returned; without it, nothing is returned.
+        """
 
     def live_keys(self, prefix: str) -> list[str]:
         """Every key starting with `prefix` that some subscriber holds now (any server, any worker)."""

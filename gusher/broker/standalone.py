@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from gusher.broker.apps import RedisAppStore
 from gusher.broker.base import Routed
 from gusher.broker.client import command_client, translate_errors
+from gusher.broker.history import RedisHistory
 from gusher.broker.status import RedisStatus
 from gusher.broker.subscriber import RedisSubscriber
 from gusher.config import Settings
+from gusher.core.history import HistoryPolicy
 from gusher.core.metrics import Metrics
 
 # What Redis's glob treats specially; a literal prefix escapes each with a backslash.
@@ -24,23 +26,28 @@ class RedisBroker:
         self.client = command_client(settings, client_name)
         self.apps = RedisAppStore(self.client)
         self.status = RedisStatus(self.client)
+        self.history = RedisHistory(self.client, settings.history_meta_ttl)
 
-    def publish(self, items: Sequence[Routed]) -> None:
+    def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
         """One PUBLISH, or several in one MULTI/EXEC: all of them or none.
 
         The payload is the publication's as built (SPEC's Redis layout), so
         every backend or tool listening on the key reads the same JSON a
-        gusher client does.
+        gusher client does; with `history`, the same JSON with its `offset`
+        (`gusher.broker.history`).
         """
+        if history is not None:
+            return self.history.publish(items, history)
         with translate_errors():
             if len(items) == 1:
                 key, publication = items[0]
                 self.client.publish(key, publication.payload)
-                return
+                return []
             pipe = self.client.pipeline(transaction=True)
             for key, publication in items:
                 pipe.publish(key, publication.payload)
             pipe.execute()
+        return []
 
     def live_keys(self, prefix: str) -> list[str]:
         """PUBSUB CHANNELS for `prefix*`, the prefix's glob characters escaped.

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gusher.core.history import HistoryPolicy
 from gusher.core.patterns import ChannelRules
 from gusher.errors import UnknownApp
 from gusher.keys import APP_URL_FIELD
@@ -27,6 +28,7 @@ class AppConfig:
         origins: WebSocket `Origin`s allowed (exact or `*` globs); empty = any.
         jwt_key: HS256 secret or RS256 PEM public key; set = clients use JWTs, no webhook.
         has_secret_field: the hash has a `secret` field, even a blank one.
+        history: what of each channel is kept (`history_size` and `history_ttl`), else None.
 
     `secret` and `jwt_key` are decoded losslessly (`surrogateescape`): a binary
     secret keeps all of its bytes as HMAC key, where a lossy decode would turn
@@ -39,6 +41,7 @@ class AppConfig:
     origins: tuple[str, ...] = ()
     jwt_key: str = field(default="", repr=False)
     has_secret_field: bool = False
+    history: HistoryPolicy | None = None
 
     @property
     def is_secured(self) -> bool:
@@ -86,4 +89,18 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
         origins,
         text("jwt_key", "surrogateescape"),
         has_secret_field=b"secret" in fields,
+        history=history_policy(text("history_size"), text("history_ttl")),
     )
+
+
+MAX_HISTORY_SIZE = 100_000
+
+
+def history_policy(size: str, ttl: str) -> HistoryPolicy | None:
+    """The app's history when both fields are whole numbers ≥ 1 (SPEC), else None (the seed's behaviour).
+
+    `history_size` is capped at `MAX_HISTORY_SIZE` messages per channel.
+    """
+    if not all(v.isascii() and v.isdigit() for v in (size, ttl)) or min(int(size), int(ttl)) < 1:
+        return None
+    return HistoryPolicy(min(int(size), MAX_HISTORY_SIZE), int(ttl))

@@ -26,6 +26,8 @@ from gusher.core import exactjson
 # Routing fields (see `Publication.create`).
 SOCKET_FIELD = "gusher_socket"
 CONTROL_FIELD = "gusher_control"
+# The number of a message in its channel's history (SPEC: the one field history adds).
+OFFSET_FIELD = "offset"
 # The control of a message that changes a user's allowed channels (gusher.api.pushes, gusher.edge.hub).
 CHANNELS_CONTROL = "channels"
 
@@ -43,6 +45,7 @@ class Publication:
         payload: the exact bytes published in Redis, valid UTF-8.
         socket: `{app_key}@{number}` of the one connection a socket push is for, else "".
         control: what the slaves do with the message before delivering it, else "".
+        offset: its number in the channel's history (issue 12), else 0.
     """
 
     channel: str
@@ -51,6 +54,12 @@ class Publication:
     payload: bytes
     socket: str = ""
     control: str = ""
+    offset: int = 0
+
+    @property
+    def head(self) -> bytes:
+        """The payload without its closing brace: the history script appends `,"offset":N}`."""
+        return self.payload[:-1]
 
     @classmethod
     def create(cls, channel: str, event: str, data: Any, socket: str = "", control: str = "") -> Publication:
@@ -90,6 +99,7 @@ class Publication:
             channel, event = message.get("channel"), message.get("event")
             if isinstance(channel, str) and isinstance(event, str) and event and "data" in message:
                 socket, control = message.get(SOCKET_FIELD), message.get(CONTROL_FIELD)
+                offset = message.get(OFFSET_FIELD)
                 return cls(
                     channel,
                     event,
@@ -97,6 +107,7 @@ class Publication:
                     payload,
                     socket if isinstance(socket, str) else "",
                     control if isinstance(control, str) else "",
+                    offset if isinstance(offset, int) and not isinstance(offset, bool) and offset > 0 else 0,
                 )
         return cls("", "", None, payload)
 

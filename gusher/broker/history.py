@@ -1,0 +1,139 @@
+"""Channel history in Redis: one Lua script numbers, keeps and publishes a message at once.
+
+Per history channel (`gusher.keys.history_keys`):
+- a meta hash: `e` the epoch, `s` the latest offset (expires `history_meta_ttl`
+  after the last publish, far longer than the messages are kept, so the
+  numbering outlives quiet spells);
+- a stream whose entry IDs are the offsets (`N-0`), each entry `p` (the
+  payload as published) and `t` (when, in ms); at most `history_size` entries,
+  none read back once older than `history_ttl`, the whole stream expiring
+  `history_ttl` after the last publish.
+
+The publish script, in one atomic step: the epoch (created when missing), the
+next offset, the payload with its `"offset"` appended to the master's JSON
+(so the kept and the published bytes are the same), XADD, trimming, PUBLISH.
+The numbering restarts under a new epoch whenever it cannot go on: no meta (it
+expired, was flushed or lost with its Redis) or a stream already past the
+meta's offset (an evicted or restored meta) — the stream is dropped then, never
+appended to with reissued offsets (centrifuge#412: XADD failed "equal or
+smaller ID" until the stream expired).
+
+The read script returns the epoch (creating it when missing: an epoch a
+client got at offset 0 stays valid after the first publish), the latest
+offset and the kept messages after a given offset.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from gusher.broker.client import translate_errors
+from gusher.core.history import ChannelHistory, HistoryPolicy
+from gusher.core.publication import Publication, Routed
+from gusher.keys import history_keys
+
+# KEYS: stream, meta. ARGV: pub/sub channel, payload head, size, ttl, meta ttl, epoch if new.
+_PUBLISH = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local function restart()
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', ARGV[6], 's', 0)
+  return ARGV[6]
+end
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then epoch = restart() end
+local offset = redis.call('HINCRBY', KEYS[2], 's', 1)
+local payload = ARGV[2] .. ',"offset":' .. offset .. '}'
+local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-0', 'p', payload, 't', ms)
+if type(added) == 'table' and added.err then
+  epoch = restart()
+  offset = redis.call('HINCRBY', KEYS[2], 's', 1)
+  payload = ARGV[2] .. ',"offset":' .. offset .. '}'
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-0', 'p', payload, 't', ms)
+end
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+local cutoff = ms - tonumber(ARGV[4]) * 1000
+for _ = 1, 8 do
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  if not first or tonumber(first[2][4]) >= cutoff then break end
+  redis.call('XDEL', KEYS[1], first[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[1], payload)
+return {offset, epoch}
+"""
+
+# KEYS: stream, meta. ARGV: since (exclusive), limit, ttl, meta ttl, epoch if new.
+_READ = """
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', ARGV[5], 's', 0)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  return {0, ARGV[5], {}}
+end
+local top = tonumber(redis.call('HGET', KEYS[2], 's') or '0')
+local since, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+if limit > 0 and top > since then
+  local now = redis.call('TIME')
+  local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]) * 1000
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], (since + 1) .. '-0', '+', 'COUNT', limit)) do
+    if tonumber(entry[2][4]) >= cutoff then out[#out + 1] = entry[2][2] end
+  end
+end
+return {top, epoch, out}
+"""
+
+
+def new_epoch() -> str:
+    """A short random epoch (8 URL-safe characters), proposed to the scripts on every call."""
+    return secrets.token_urlsafe(6)
+
+
+class RedisHistory:
+    """Numbered publishing and history reads through one Redis client."""
+
+    def __init__(self, client: redis.Redis, meta_ttl: int) -> None:
+        self._client = client
+        self._meta_ttl = meta_ttl
+        self._publish = client.register_script(_PUBLISH)
+        self._read = client.register_script(_READ)
+
+    def publish(self, items: Sequence[Routed], policy: HistoryPolicy) -> list[tuple[int, str]]:
+        """Number, keep and publish each item, in order, all of them in one MULTI/EXEC.
+
+        Returns:
+            (offset, epoch) of each item.
+        """
+        with translate_errors():
+            pipe = self._client.pipeline(transaction=len(items) > 1)
+            for key, publication in items:
+                stream, meta = history_keys(key)
+                self._publish(
+                    keys=[stream, meta],
+                    args=[key, publication.head, policy.size, policy.ttl, self._meta_ttl, new_epoch()],
+                    client=pipe,
+                )
+            results = pipe.execute()
+        return [(int(offset), _text(epoch)) for offset, epoch in results]
+
+    def read(self, key: str, since: int, limit: int, policy: HistoryPolicy) -> ChannelHistory:
+        """The channel's epoch and latest offset, and up to `limit` kept messages after `since`."""
+        stream, meta = history_keys(key)
+        with translate_errors():
+            top, epoch, payloads = self._read(
+                keys=[stream, meta],
+                args=[max(0, since), max(0, limit), policy.ttl, self._meta_ttl, new_epoch()],
+            )
+        publications = tuple(p for p in map(Publication.parse, payloads) if p is not None)
+        return ChannelHistory(_text(epoch), int(top), publications)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
