@@ -19,6 +19,7 @@ import gevent.socket
 
 from gusher.broker.base import SubscriberHandler
 from gusher.config import Settings
+from gusher.core.history import ChannelHistory, HistoryPolicy
 from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
 from gusher.core.publication import Publication
@@ -120,6 +121,40 @@ class FakeSubscriber:
         self.handler.on_publications(batch)
 
 
+class FakeHistory:
+    """A history store the test fills; `during_read` runs inside a read (pushes racing it)."""
+
+    def __init__(self, epoch: str = "E") -> None:
+        self.epoch = epoch
+        self.kept: dict[str, list[Publication]] = {}
+        self.during_read: Any = None
+        self.reads: list[tuple[str, int, int]] = []
+
+    def add(self, key: str, channel: str, *offsets: int) -> list[Publication]:
+        added = [numbered(channel, offset) for offset in offsets]
+        self.kept.setdefault(key, []).extend(added)
+        return added
+
+    def publish(self, items: Any, policy: HistoryPolicy) -> list[tuple[int, str]]:
+        raise NotImplementedError("slaves never publish")
+
+    def read(self, key: str, since: int, limit: int, policy: HistoryPolicy) -> ChannelHistory:
+        self.reads.append((key, since, limit))
+        kept = self.kept.get(key, [])
+        top = kept[-1].offset if kept else 0
+        if self.during_read is not None:
+            self.during_read()
+        after = [p for p in kept if p.offset > since][:limit]
+        return ChannelHistory(self.epoch, top, tuple(after))
+
+
+def numbered(channel: str, offset: int, event: str = "e") -> Publication:
+    """A message as the master's history script publishes it: the common message and its offset."""
+    parsed = Publication.parse(Publication.create(channel, event, offset).head + b',"offset":%d}' % offset)
+    assert parsed is not None
+    return parsed
+
+
 class Peer:
     """The client end of a socket pair whose other end a hub owns."""
 
@@ -185,12 +220,18 @@ def _whole_frames(data: bytes) -> int:
 class Worker:
     """A hub with a fake subscriber and a task pool, as one slave worker has them."""
 
-    def __init__(self, settings: Settings | None = None, subscriber: FakeSubscriber | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        subscriber: FakeSubscriber | None = None,
+        history: FakeHistory | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.metrics = Metrics()
         self.subscriber = subscriber or FakeSubscriber()
+        self.history = history or FakeHistory()
         self.pool = TaskPool(self.settings.command_concurrency)
-        self.hub = Hub(self.settings, self.subscriber, self.metrics, self.pool)
+        self.hub = Hub(self.settings, self.subscriber, self.metrics, self.pool, history=self.history)
         self.subscriber.start(self.hub)
         self.peers: list[Peer] = []
 
@@ -200,11 +241,12 @@ class Worker:
         channels: tuple[str, ...] = ("*",),
         app_key: str = "app",
         protocol: ClientProtocol = GUSHER,
+        history: HistoryPolicy | None = None,
     ) -> tuple[Session, Peer]:
-        """A client of `app_key` allowed `channels`, attached to the hub."""
+        """A client of `app_key` allowed `channels`, attached to the hub (`history`: the app keeps it)."""
         ours, theirs = socket.socketpair()  # the test process is not monkey-patched: plain sockets
         ours.setblocking(False)
-        session = self.hub.attach(ours, app_key, Identity(user, channels), protocol)
+        session = self.hub.attach(ours, app_key, Identity(user, channels), protocol, history)
         self.hub.follow_user(session)
         peer = Peer(gevent.socket.socket(fileno=theirs.detach()))
         self.peers.append(peer)

@@ -11,13 +11,14 @@ import re
 import gevent
 
 from gusher.config import Settings
+from gusher.core.history import HistoryPolicy
 from gusher.core.publication import Publication
 from gusher.edge import keepalive
 from gusher.keys import user_channel
 from gusher.wire import frames
 from gusher.wire.base import Disconnect
 from gusher.wire.gusher import GusherProtocol
-from tests.inprocess import FakeSubscriber, Worker
+from tests.inprocess import FakeSubscriber, Worker, numbered
 
 
 def subscribe(channel: str) -> dict:
@@ -353,5 +354,81 @@ def test_a_subscribe_waiting_for_redis_is_refused_if_a_change_revoked_it_meanwhi
         events = peer.messages()
         assert [m["event"] for m in events] == ["gusher.channels_changed", "gusher.subscribe_error"]
         assert events[1]["data"]["reason"] == "channel not allowed"
+    finally:
+        worker.close()
+
+
+# -- history channels (issue 12) ---------------------------------------------------
+
+POLICY = HistoryPolicy(100, 60)
+
+
+def resume(channel: str, offset: int, epoch: str = "E") -> dict:
+    return {
+        "event": "gusher.subscribe",
+        "data": {"id": "1", "channel": channel, "since": {"offset": offset, "epoch": epoch}},
+    }
+
+
+def test_a_resume_replays_what_was_missed_and_merges_what_came_during_the_read(worker: Worker) -> None:
+    """Pushes racing the history read (4 and 5 arrive while it runs; 3 both kept and live): each once."""
+    key = "app@c"
+    worker.history.add(key, "c", 1, 2, 3)
+    live = [numbered("c", n) for n in (3, 4, 5)]
+    worker.subscriber.want(key)
+    worker.subscriber.confirm(key)
+    worker.history.during_read = lambda: worker.hub.on_publications([(key, p) for p in live])
+    _, peer = worker.connect(history=POLICY)
+    peer.send(resume("c", 1))
+    reply, *messages = peer.messages()
+    assert reply["data"] == {"id": "1", "channel": "c", "offset": 3, "epoch": "E", "recovered": True}
+    assert [m["offset"] for m in messages] == [2, 3, 4, 5]
+    assert worker.metrics.recoveries == 1
+
+
+def test_a_late_copy_of_a_replayed_message_is_skipped(worker: Worker) -> None:
+    """The read can answer before pub/sub hands over what it counted: that copy never doubles."""
+    key = "app@c"
+    worker.history.add(key, "c", 1, 2, 3)
+    worker.subscriber.want(key)
+    worker.subscriber.confirm(key)
+    _, peer = worker.connect(history=POLICY)
+    _, other = worker.connect(history=POLICY)
+    other.send({"event": "gusher.subscribe", "data": {"id": "1", "channel": "c"}})
+    assert other.messages()[0]["data"]["offset"] == 3
+    peer.send(resume("c", 0))
+    reply, *replayed = peer.messages()
+    assert reply["data"]["offset"] == 3 and [m["offset"] for m in replayed] == [1, 2, 3]
+    worker.hub.on_publications([("app@c", numbered("c", 3)), ("app@c", numbered("c", 4))])
+    assert [m["offset"] for m in peer.messages()] == [4]
+    assert [m["offset"] for m in other.messages()] == [4], "a plain subscribe: what follows its offset"
+    worker.hub.on_publications([("app@c", numbered("c", 5))])
+    assert [m["offset"] for m in peer.messages()] == [5]
+
+
+def test_a_resume_that_cannot_be_whole_replays_nothing(worker: Worker) -> None:
+    key = "app@c"
+    worker.history.add(key, "c", 5, 6, 7)  # 1..4 no longer kept
+    _, peer = worker.connect(history=POLICY)
+    peer.send(resume("c", 2))
+    (reply,) = peer.messages()
+    assert reply["data"]["recovered"] is False and reply["data"]["offset"] == 7
+    peer.send(resume("d", 0, epoch="old"))
+    (reply,) = peer.messages()
+    assert reply["data"]["recovered"] is False and reply["data"]["epoch"] == "E"
+    assert worker.metrics.recoveries_failed == 2
+    worker.hub.on_publications([(key, numbered("c", 8))])
+    assert [m["offset"] for m in peer.messages()] == [8]
+
+
+def test_a_history_subscribe_refused_midway_releases_its_key() -> None:
+    """The broker never confirms: the subscribe is refused and nothing stays wanted."""
+    worker = Worker(Settings(subscribe_timeout=0.1), subscriber=FakeSubscriber(auto_confirm=False))
+    try:
+        _, peer = worker.connect(history=POLICY)
+        peer.send(resume("c", 0))
+        (reply,) = peer.messages(0.3)
+        assert reply["event"] == "gusher.subscribe_error" and "redis unavailable" in reply["data"]["reason"]
+        assert "app@c" not in worker.subscriber.wanted
     finally:
         worker.close()

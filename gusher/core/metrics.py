@@ -26,6 +26,8 @@ COUNTERS = {
     "protocol_errors": "clients closed for breaking RFC 6455 or a message bound",
     "slow_requests": "HTTP requests cut because their headers or body did not arrive in time",
     "redis_reconnects": "times the pub/sub connection to the broker was re-established",
+    "recoveries": "resuming subscribes (history) that got every missed message",
+    "recoveries_failed": "resuming subscribes (history) told recovered: false",
     "connections_total": "connections accepted since start",
     "handshakes_refused_request": "handshakes refused as malformed (400, 426)",
     "handshakes_refused_auth": "handshakes refused: no auth, unknown app, token or webhook said no (401)",
@@ -77,6 +79,8 @@ class Metrics:
     protocol_errors: int
     slow_requests: int
     redis_reconnects: int
+    recoveries: int
+    recoveries_failed: int
     connections_total: int
     handshakes_refused_request: int
     handshakes_refused_auth: int

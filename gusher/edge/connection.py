@@ -128,6 +128,11 @@ class Connection:
             return
         self._write(data)
 
+    @property
+    def pending_bytes(self) -> int:
+        """Output queued for the client, not yet taken by the kernel."""
+        return self._outbox_size
+
     @staticmethod
     def send_to_all(connections: Iterable[Connection], data: bytes) -> None:
         """`send(data)` to each connection: the fan-out's inner loop, inlined.

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import secrets
 import sys
+import time
 from typing import Any
 
 import gevent
 import gevent.event
 
-from gusher.broker.base import PublicationBatch, Subscriber
+from gusher.broker.base import HistoryStore, PublicationBatch, Subscriber
 from gusher.config import Settings
+from gusher.core.history import HistoryPolicy, is_recoverable, merge
 from gusher.core.identity import MAX_ALLOWED_CHANNELS, Identity
 from gusher.core.metrics import Metrics
 from gusher.core.publication import CHANNELS_CONTROL, Publication
@@ -42,11 +44,13 @@ from gusher.keys import (
     user_channel,
     worker_channel,
 )
-from gusher.wire.base import ClientProtocol, Disconnect
+from gusher.wire.base import ClientProtocol, Disconnect, Position, Subscribe
 
 # Yield to the event loop after this many sends, so that a huge fan-out never
 # starves the worker's heartbeat or its gunicorn watchdog (FACTS).
 _SENDS_PER_YIELD = 4096
+# How long a caught-up connection may still receive late copies of its replay (`Hub._settle`).
+_SETTLE_SECONDS = 2.0
 
 
 class Hub:
@@ -59,9 +63,11 @@ class Hub:
         metrics: Metrics,
         pool: TaskPool,
         loop: Any = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self.settings = settings
         self.subscriber = subscriber
+        self.history = history
         self.metrics = metrics
         self.pool = pool
         self.sockets = SocketContext(
@@ -89,18 +95,31 @@ class Hub:
         self.handshakes = 0  # handshakes in flight, each holding a connection slot (`reserve`)
         self._pending: dict[str, int] = {}  # subscribes between `want` and their registration
         self._ready: dict[str, gevent.event.Event] = {}  # keys subscribes wait on
+        # History subscribes being caught up: their live messages, buffered until the replay is sent.
+        self._catching_up: dict[str, dict[Connection, list[Publication]]] = {}
+        # The latest offset this worker received on each numbered key, and the caught-up
+        # connections that must still skip copies of what their replay held (`_settle`).
+        self._live_offsets: dict[str, int] = {}
+        self._fresh: dict[str, dict[Connection, list[int]]] = {}
         self.subscriber.want(self.worker_key)
 
     # -- sessions ----------------------------------------------------------------
 
-    def attach(self, sock: RawSocket, app_key: str, identity: Identity, protocol: ClientProtocol) -> Session:
-        """Adopt an upgraded, non-blocking socket speaking `protocol`."""
+    def attach(
+        self,
+        sock: RawSocket,
+        app_key: str,
+        identity: Identity,
+        protocol: ClientProtocol,
+        history: HistoryPolicy | None = None,
+    ) -> Session:
+        """Adopt an upgraded, non-blocking socket speaking `protocol` (`history`: its app's)."""
         if protocol not in self.registries:
             self.registries[protocol] = Registry()
         # Interned: every connection of an app shares one key string, and so
         # does every subscription to a channel (`subscribe`).
         self._last_socket += 1
-        session = Session(self, sock, sys.intern(app_key), identity, protocol, self._last_socket)
+        session = Session(self, sock, sys.intern(app_key), identity, protocol, self._last_socket, history)
         self.sessions[session.conn] = session
         self._sockets[session.socket_number] = session.conn
         self.metrics.connections_total += 1
@@ -203,6 +222,157 @@ class Hub:
             del self._ready[key]  # the last subscribe waiting for it gave up
         return ready
 
+    def subscribe_numbered(self, session: Session, command: Subscribe) -> None:
+        """Subscribe to a history channel: the reply with its position, the replay, then live.
+
+        Live messages of the key are buffered for this connection from before
+        the history read until the replay is sent (`_catching_up`), then merged
+        by offset (`gusher.core.history.merge`): no gap, no duplicate, whatever
+        is pushed meanwhile. The replay is paced so that it never fills the
+        connection's output bound: a healthy client is never cut off for it.
+        """
+        channel, conn = command.channel, session.conn
+        key = sys.intern(pubsub_channel(session.app_key, channel))
+        registry = self.registries[session.protocol]
+        refusal = self._refusal(registry, key, conn)
+        if not refusal and conn in self._catching_up.get(key, {}):
+            refusal = "already subscribed"
+        if refusal:
+            conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
+            return
+        buffer: list[Publication] = []
+        self._catching_up.setdefault(key, {})[conn] = buffer
+        self._pending[key] = self._pending.get(key, 0) + 1
+        try:
+            refusal = self._catch_up(session, command, key, buffer)
+        finally:
+            waiting = self._catching_up.get(key, {})
+            waiting.pop(conn, None)
+            if not waiting:
+                self._catching_up.pop(key, None)
+            left = self._pending.pop(key) - 1
+            if left:
+                self._pending[key] = left
+        if refusal:
+            self._release_if_unused(key)
+            if conn.is_open:
+                conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
+
+    def _catch_up(self, session: Session, command: Subscribe, key: str, buffer: list[Publication]) -> str:
+        """The numbered subscribe's steps once its buffer is in place; a refusal, or "" once live."""
+        conn, since, policy = session.conn, command.since, session.history
+        ready = self.subscriber.want(key) or self._wait_ready(key)
+        if not conn.is_open:
+            return "connection closed"
+        if not session.identity.allows(command.channel):
+            return "channel not allowed"
+        if not ready or self.history is None or policy is None:
+            return "redis unavailable, try again"
+        limit = self.settings.max_recovered_messages + 1 if since is not None else 0
+        try:
+            kept = self.history.read(key, since.offset if since is not None else 0, limit, policy)
+        except BackendUnavailable:
+            return "redis unavailable, try again"
+        recovered = None
+        replay: tuple[Publication, ...] = ()
+        after = kept.offset
+        if since is not None:
+            recovered = is_recoverable(since, kept, self.settings.max_recovered_messages)
+            if recovered:
+                replay, after = kept.publications, since.offset
+                self.metrics.recoveries += 1
+            else:
+                self.metrics.recoveries_failed += 1
+        if not conn.is_open:
+            return "connection closed"
+        told = Position(kept.offset, kept.epoch, recovered)
+        conn.send(session.protocol.subscribed(command, session.socket_id, told))
+        last = self._replay(session, merge(replay, (), after))
+        if last is None:
+            return ""  # cut off while replaying: nothing more to send
+        # No yield from here on: the buffer's rest, then the registry takes over.
+        position = max(last, after)
+        rest = merge((), buffer, position)
+        if rest:
+            conn.send(b"".join(session.protocol.publication(p) for p in rest))
+            self.metrics.deliveries += len(rest)
+            position = max([position, *(p.offset for p in rest)])
+        if conn.is_open:
+            self.registries[session.protocol].subscribe(key, conn)
+            self._settle(key, conn, position, kept.offset)
+        return ""
+
+    def _settle(self, key: str, conn: Connection, position: int, top: int) -> None:
+        """Skip the late copies of what the replay held, until the live stream passes `top`.
+
+        The history read can answer before Redis has handed this worker the
+        last messages it counted (they are published inside the same script),
+        so a copy of offset ≤ `top` may still arrive after the connection is
+        registered. Until this worker has received offset `top` (or after
+        `_SETTLE_SECONDS`, for messages published before it subscribed, which
+        never arrive), the fan-out sends this connection only what is newer
+        than it has.
+        """
+        if self._live_offsets.get(key, 0) >= top:
+            return  # everything up to `top` reached this worker already: nothing late can come
+        self._fresh.setdefault(key, {})[conn] = [position, top]
+        gevent.spawn_later(_SETTLE_SECONDS, self._settled, key, conn)
+
+    def _settled(self, key: str, conn: Connection) -> None:
+        fresh = self._fresh.get(key)
+        if fresh is not None:
+            fresh.pop(conn, None)
+            if not fresh:
+                del self._fresh[key]
+
+    def _to_fresh(
+        self, key: str, publications: list[Publication], fresh: dict[Connection, list[int]]
+    ) -> None:
+        """The fan-out for connections still settling: only what is newer than they have."""
+        for conn, state in list(fresh.items()):
+            session = self.sessions.get(conn)
+            if (
+                session is None
+                or not conn.is_open
+                or not self.registries[session.protocol].is_subscribed(key, conn)
+            ):
+                del fresh[conn]  # gone, or unsubscribed meanwhile
+                continue
+            newer = [p for p in publications if not p.offset or p.offset > state[0]]
+            if newer:
+                conn.send(b"".join(session.protocol.publication(p) for p in newer))
+                self.metrics.deliveries += len(newer)
+                state[0] = max([state[0], *(p.offset for p in newer)])
+            if state[0] >= state[1] or self._live_offsets.get(key, 0) >= state[1]:
+                del fresh[conn]  # the live stream has passed what the replay held
+        if not fresh:
+            self._fresh.pop(key, None)
+
+    def _replay(self, session: Session, publications: list[Publication]) -> int | None:
+        """Send `publications` without ever queueing more than half the output bound; the last offset.
+
+        Waits (as a task, never the event loop) while the client reads; None
+        when it does not within `ping_timeout` (it is cut off as a slow
+        consumer) or goes away.
+        """
+        conn, last = session.conn, 0
+        room = self.settings.max_pending_bytes // 2
+        for publication in publications:
+            frame = session.protocol.publication(publication)
+            if conn.pending_bytes and conn.pending_bytes + len(frame) > room:
+                deadline = time.monotonic() + self.settings.ping_timeout
+                with self.pool.waiting():
+                    while conn.is_open and conn.pending_bytes > room // 2 and time.monotonic() < deadline:
+                        gevent.sleep(0.005)
+                if conn.is_open and conn.pending_bytes > room // 2:
+                    session.on_backlog_full()
+            if not conn.is_open:
+                return None
+            conn.send(frame)
+            self.metrics.deliveries += 1
+            last = publication.offset
+        return last
+
     def unsubscribe(self, session: Session, channel: str) -> bool:
         """Unsubscribe `session` from `channel`; False if it was not subscribed."""
         key = pubsub_channel(session.app_key, channel)
@@ -236,6 +406,7 @@ class Hub:
         for registry in self.registries.values():
             if registry.has_subscribers(key):
                 return
+        self._live_offsets.pop(key, None)
         self.subscriber.release(key)
 
     # -- from the broker (the subscriber's greenlet) -----------------------------
@@ -260,8 +431,18 @@ class Hub:
             if any(publication.control for publication in publications):
                 self._with_controls(key, publications)
                 continue
+            numbered = publications[-1].offset
+            if numbered:
+                self._live_offsets[key] = numbered
+            catching_up = self._catching_up.get(key)
+            if catching_up:
+                for buffer in catching_up.values():
+                    buffer.extend(publications)
+            fresh = self._fresh.get(key)
             for protocol, registry in self.registries.items():
                 subscribers = registry.subscribers(key)
+                if fresh:
+                    subscribers = tuple(conn for conn in subscribers if conn not in fresh)
                 if not subscribers:
                     continue
                 encoded = [protocol.publication(publication) for publication in publications]
@@ -272,6 +453,8 @@ class Hub:
                 if sends >= _SENDS_PER_YIELD:
                     sends = 0
                     gevent.sleep(0)
+            if fresh:
+                self._to_fresh(key, publications, fresh)
 
     def _with_controls(self, key: str, publications: list[Publication]) -> None:
         """A user's key with a control among its messages: each in turn, the control applied first."""

@@ -79,14 +79,16 @@ def authenticate() -> None:
         handshake.check_upgrade(request.environ)
         services.hub.reserve()
         g.gusher_slot = True
+        app_key = (request.view_args or {}).get("app_key", "")
         g.gusher_identity = handshake.authenticate(
             services.apps,
             services.authenticator,
-            (request.view_args or {}).get("app_key", ""),
+            app_key,
             request.args.get("auth", ""),
             request.headers.get("Origin"),
             _client_address(services),
         )
+        g.gusher_history = services.apps.load(app_key).history  # cached: read by the line above
     except GusherError as exc:
         _count_refusal(services.metrics, exc)
         raise
@@ -125,7 +127,7 @@ def websocket(ws: Any, app_key: str) -> None:
     session = None
     try:
         raw.setblocking(False)
-        session = hub.attach(raw, app_key, identity, GUSHER)
+        session = hub.attach(raw, app_key, identity, GUSHER, g.get("gusher_history"))
         hub.follow_user(session)
     except Exception:
         # The upgrade is done, so no HTTP error can be sent any more: drop the

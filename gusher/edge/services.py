@@ -50,7 +50,7 @@ class SlaveServices:
         )
         self.pool = TaskPool(settings.command_concurrency)
         self.subscriber = self.broker.subscriber(self.metrics, min(5.0, settings.heartbeat_interval))
-        self.hub = Hub(settings, self.subscriber, self.metrics, self.pool)
+        self.hub = Hub(settings, self.subscriber, self.metrics, self.pool, history=self.broker.history)
         self.heartbeat = Heartbeat(settings, self.broker.status, self.metrics.snapshot)
         self.presence = Presence(settings.heartbeat_interval, self.broker.status, self.hub)
         self.started = False

@@ -20,6 +20,7 @@ import time
 from typing import Protocol
 
 from gusher.config import Settings
+from gusher.core.history import HistoryPolicy
 from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
 from gusher.edge.connection import Connection, Message, RawSocket, SocketContext
@@ -44,6 +45,9 @@ class SessionOwner(Protocol):
     def try_subscribe(self, session: Session, channel: str) -> str | None:
         """Subscribe `session` to `channel` if that needs no wait: "", why not, or None to wait."""
 
+    def subscribe_numbered(self, session: Session, command: Subscribe) -> None:
+        """Subscribe to a history channel, resuming when asked; sends the reply and what follows."""
+
     def subscribe(self, session: Session, channel: str) -> str:
         """Subscribe `session` to `channel`, waiting until it takes effect; "" or why not."""
 
@@ -67,6 +71,7 @@ class Session:
         "_tokens_at",
         "app_key",
         "conn",
+        "history",
         "identity",
         "protocol",
         "socket_number",
@@ -80,8 +85,11 @@ class Session:
         identity: Identity,
         protocol: ClientProtocol,
         socket_number: int = 0,
+        history: HistoryPolicy | None = None,
     ) -> None:
         self._owner = owner
+        # The app's history when the client connected: its channels are numbered and resumable.
+        self.history = history
         self.socket_number = socket_number
         self.app_key = app_key
         self.identity = identity
@@ -236,6 +244,8 @@ class Session:
         if not self.identity.allows(command.channel):
             self.conn.send(self.protocol.subscribe_refused(command, "channel not allowed", self.socket_id))
             return True
+        if self.history is not None:
+            return False  # it reads the channel's history: a task does
         refusal = self._owner.try_subscribe(self, command.channel)
         if refusal is None:
             return False  # the broker has to confirm the channel first: a task waits for it
@@ -248,6 +258,9 @@ class Session:
     def _subscribe(self, command: Subscribe) -> None:
         if not self.identity.allows(command.channel):
             self.conn.send(self.protocol.subscribe_refused(command, "channel not allowed", self.socket_id))
+            return
+        if self.history is not None:
+            self._owner.subscribe_numbered(self, command)
             return
         refusal = self._owner.subscribe(self, command.channel)
         if refusal:

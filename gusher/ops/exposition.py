@@ -61,6 +61,12 @@ _LABELLED = (
         [("invalid", "invalid_messages")],
     ),
     (
+        "gusher_recoveries",
+        "subscribes that resumed a history channel, by result",
+        "result",
+        [("recovered", "recoveries"), ("not_recovered", "recoveries_failed")],
+    ),
+    (
         "gusher_pushes",
         "push requests the master answered, by result",
         "result",
@@ -135,6 +141,8 @@ _SLAVE_ONLY = {
     "rate_limited",
     "protocol_errors",
     "redis_reconnects",
+    "recoveries",
+    "recoveries_failed",
     "handshakes_refused_request",
     "handshakes_refused_auth",
     "handshakes_refused_origin",

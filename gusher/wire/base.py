@@ -19,15 +19,32 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Union
 
+from gusher.core.history import Since
 from gusher.core.publication import Publication
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """Start receiving `channel`; `id` is the client's request id, echoed in the reply."""
+    """Start receiving `channel`; `id` is the client's request id, echoed in the reply.
+
+    `since` (a history channel): resume after that offset of that epoch.
+    """
 
     id: Any
     channel: str
+    since: Since | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a history channel stood when a subscription took effect, told in its reply.
+
+    `recovered` is None when the subscribe did not ask to resume.
+    """
+
+    offset: int
+    epoch: str
+    recovered: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +110,8 @@ class ClientProtocol(ABC):
         """The frame carrying `publication` to a subscriber."""
 
     @abstractmethod
-    def subscribed(self, command: Subscribe, socket_id: str) -> bytes:
-        """The reply to a subscribe that took effect."""
+    def subscribed(self, command: Subscribe, socket_id: str, position: Position | None = None) -> bytes:
+        """The reply to a subscribe that took effect (with the channel's position, for history)."""
 
     @abstractmethod
     def subscribe_refused(self, command: Subscribe, reason: str, socket_id: str) -> bytes:

@@ -5,6 +5,9 @@ Client → server (seed)::
     {"event": "gusher.subscribe",   "data": {"id": "...", "channel": "..."}}
     {"event": "gusher.unsubscribe", "data": {"id": "...", "channel": "..."}}
 
+A subscribe may resume a history channel (issue 12): `"since": {"offset", "epoch"}`
+in its `data`; the reply then carries `offset`, `epoch` and `recovered`.
+
 Server → client: `{"event": "<event>", "data": {"id", "channel"[, "reason"]},
 "socket_id": "…"}` for replies (`socket_id` is ext, as the later
 gusher.cluster has it: the connection's name, for pushes to one socket), and
@@ -22,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from gusher.core import exactjson
+from gusher.core.history import Since
 from gusher.core.publication import Publication
 from gusher.errors import CommandError, InvalidName
 from gusher.keys import check_name
@@ -32,6 +36,7 @@ from gusher.wire.base import (
     Disconnect,
     MultiSubscribe,
     Ping,
+    Position,
     Subscribe,
     Unsubscribe,
 )
@@ -55,6 +60,8 @@ ERROR = "gusher.error"
 MAX_ID_LENGTH = 200
 # Channels of one multi-subscribe (each still counts against the subscription limit).
 MAX_MULTI_CHANNELS = 100
+# Epochs are 8 characters (gusher.broker.history); a resume may carry one of any other source.
+MAX_EPOCH_LENGTH = 64
 
 _ERROR_OF = {
     SUBSCRIBE: SUBSCRIBE_ERROR,
@@ -145,7 +152,17 @@ def parse_command(text: bytes) -> Command:
         check_name("channel", channel)
     except InvalidName as exc:
         raise refused(exc.reason) from None
-    return Subscribe(request_id, channel) if event == SUBSCRIBE else Unsubscribe(request_id, channel)
+    if event == UNSUBSCRIBE:
+        return Unsubscribe(request_id, channel)
+    since = data.get("since")
+    if since is None:
+        return Subscribe(request_id, channel)
+    offset, epoch = (since.get("offset"), since.get("epoch")) if isinstance(since, dict) else (None, None)
+    if not (isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset < 2**63):
+        raise refused('\'since\' must be {"offset": a whole number, "epoch": a string}')
+    if not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_LENGTH:
+        raise refused(f"'since' must carry the 'epoch' string (at most {MAX_EPOCH_LENGTH} characters)")
+    return Subscribe(request_id, channel, Since(offset, epoch))
 
 
 def _multi_subscribe(request_id: Any, data: dict[str, Any]) -> MultiSubscribe:
@@ -191,9 +208,15 @@ class GusherProtocol(ClientProtocol):
         """The payload as published: the seed's clients receive Redis's bytes unchanged."""
         return frames.encode_text(publication.payload)
 
-    def subscribed(self, command: Subscribe, socket_id: str = "") -> bytes:
-        """`gusher.subscribe_succeeded` echoing id and channel."""
-        return self._reply(SUBSCRIBE_SUCCEEDED, {"id": command.id, "channel": command.channel}, socket_id)
+    def subscribed(self, command: Subscribe, socket_id: str = "", position: Position | None = None) -> bytes:
+        """`gusher.subscribe_succeeded` echoing id and channel; for a history channel also its
+        `offset` and `epoch`, and `recovered` when the subscribe resumed (`since`)."""
+        data: dict[str, Any] = {"id": command.id, "channel": command.channel}
+        if position is not None:
+            data["offset"], data["epoch"] = position.offset, position.epoch
+            if position.recovered is not None:
+                data["recovered"] = position.recovered
+        return self._reply(SUBSCRIBE_SUCCEEDED, data, socket_id)
 
     def subscribe_refused(self, command: Subscribe, reason: str, socket_id: str = "") -> bytes:
         """`gusher.subscribe_error` echoing id and channel, with the ext `reason`."""
