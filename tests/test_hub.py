@@ -432,3 +432,47 @@ def test_a_history_subscribe_refused_midway_releases_its_key() -> None:
         assert "app@c" not in worker.subscriber.wanted
     finally:
         worker.close()
+
+
+def _subscribed_to_history(worker: Worker, top: int) -> object:
+    """A history client subscribed to `c`, whose history holds 1..top."""
+    if top:
+        worker.history.add("app@c", "c", *range(1, top + 1))
+    _, peer = worker.connect(history=POLICY)
+    peer.send({"event": "gusher.subscribe", "data": {"id": "1", "channel": "c"}})
+    assert peer.messages()[0]["data"]["offset"] == top
+    return peer
+
+
+def test_a_gap_in_the_live_stream_is_filled_from_history(worker: Worker) -> None:
+    """4 and 5 never came over pub/sub: read back, and 6 after them, in order, once each."""
+    peer = _subscribed_to_history(worker, 2)
+    worker.hub.on_publications([("app@c", numbered("c", 3))])
+    assert [m["offset"] for m in peer.messages()] == [3]
+    worker.history.add("app@c", "c", 3, 4, 5, 6)
+    worker.hub.on_publications([("app@c", numbered("c", 6))])
+    assert [m["offset"] for m in peer.messages()] == [4, 5, 6]
+    assert worker.metrics.history_catchups == 1
+
+
+def test_after_a_reconnect_what_was_published_meanwhile_is_read_back(worker: Worker) -> None:
+    """on_ready again (the subscriber reconnected): 4 and 5 from history, 6 (live, during the read)
+    after them; nothing twice."""
+    peer = _subscribed_to_history(worker, 3)
+    worker.history.add("app@c", "c", 4, 5)
+    worker.history.during_read = lambda: worker.hub.on_publications(
+        [("app@c", numbered("c", 5)), ("app@c", numbered("c", 6))]
+    )
+    worker.hub.on_ready("app@c")
+    assert [m["offset"] for m in peer.messages()] == [4, 5, 6]
+    worker.hub.on_publications([("app@c", numbered("c", 7))])
+    assert [m["offset"] for m in peer.messages()] == [7]
+
+
+def test_a_numbering_that_starts_again_is_delivered_as_it_comes(worker: Worker) -> None:
+    """Offset 1 after 5 is a new epoch, not a gap: no catch-up, nothing held back."""
+    peer = _subscribed_to_history(worker, 5)
+    worker.hub.on_publications([("app@c", numbered("c", 6)), ("app@c", numbered("c", 1))])
+    worker.hub.on_publications([("app@c", numbered("c", 2))])
+    assert [m["offset"] for m in peer.messages()] == [6, 1, 2]
+    assert worker.metrics.history_catchups == 0

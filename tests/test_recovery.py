@@ -210,3 +210,37 @@ def test_an_app_without_history_ignores_since_as_the_seed_would(slave, master, a
     assert reply["data"] == {"id": "s", "channel": "c"}
     push(master.url, app_key, "c", "e", "x")
     assert client.recv_json() == {"channel": "c", "event": "e", "data": "x"}
+
+
+def test_a_killed_pubsub_connection_loses_no_message(
+    bounded_slave, master, history_app, redis_client, clients
+) -> None:
+    """Issue 12 item 3: `CLIENT KILL TYPE pubsub` under steady pushes; the worker reconnects and
+    reads back from history what Redis published meanwhile: every client gets every offset once."""
+    import time
+
+    listeners = [connect(bounded_slave, history_app, clients) for _ in range(3)]
+    for client in listeners:
+        assert subscribe(client, "c")["data"]["offset"] == 0
+    total = 300
+    session = requests.Session()
+
+    def pusher() -> None:
+        for n in range(1, total + 1):
+            assert session.post(f"{master.url}/api/push/{history_app}/c/e", params={"data": n}, timeout=5).ok
+            time.sleep(0.003)
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        killed = redis_client.client_kill_filter(_type="pubsub")
+        assert killed >= 1
+    finally:
+        thread.join()
+    for client in listeners:
+        offsets = [client.recv_json(timeout=10)["offset"] for _ in range(total)]
+        assert offsets == list(range(1, total + 1))
+        client.expect_silence(0.2)
+    page = requests.get(f"{bounded_slave.url}/metrics", timeout=5).text
+    assert "gusher_history_catchups_total 0.0" not in page, "the reconnect was caught up from history"

@@ -28,6 +28,7 @@ COUNTERS = {
     "redis_reconnects": "times the pub/sub connection to the broker was re-established",
     "recoveries": "resuming subscribes (history) that got every missed message",
     "recoveries_failed": "resuming subscribes (history) told recovered: false",
+    "history_catchups": "history channels read back after a pub/sub gap or reconnect",
     "connections_total": "connections accepted since start",
     "handshakes_refused_request": "handshakes refused as malformed (400, 426)",
     "handshakes_refused_auth": "handshakes refused: no auth, unknown app, token or webhook said no (401)",
@@ -81,6 +82,7 @@ class Metrics:
     redis_reconnects: int
     recoveries: int
     recoveries_failed: int
+    history_catchups: int
     connections_total: int
     handshakes_refused_request: int
     handshakes_refused_auth: int

@@ -33,6 +33,7 @@ from gusher.core.metrics import Metrics
 from gusher.core.publication import CHANNELS_CONTROL, Publication
 from gusher.core.registry import Registry
 from gusher.edge.connection import Connection, RawSocket, SocketContext
+from gusher.edge.continuity import Continuity
 from gusher.edge.session import Session
 from gusher.edge.tasks import TaskPool
 from gusher.errors import BackendUnavailable
@@ -97,10 +98,12 @@ class Hub:
         self._ready: dict[str, gevent.event.Event] = {}  # keys subscribes wait on
         # History subscribes being caught up: their live messages, buffered until the replay is sent.
         self._catching_up: dict[str, dict[Connection, list[Publication]]] = {}
-        # The latest offset this worker received on each numbered key, and the caught-up
-        # connections that must still skip copies of what their replay held (`_settle`).
-        self._live_offsets: dict[str, int] = {}
+        # Caught-up connections that must still skip copies of what their replay held (`_settle`).
         self._fresh: dict[str, dict[Connection, list[int]]] = {}
+        # Numbered keys followed across pub/sub gaps and reconnects.
+        self.continuity = Continuity(
+            history, metrics, settings.max_recovered_messages, lambda key, pubs: self._fan_out(key, pubs)
+        )
         self.subscriber.want(self.worker_key)
 
     # -- sessions ----------------------------------------------------------------
@@ -300,6 +303,7 @@ class Hub:
         if conn.is_open:
             self.registries[session.protocol].subscribe(key, conn)
             self._settle(key, conn, position, kept.offset)
+            self.continuity.follow(key, policy, kept.offset)
         return ""
 
     def _settle(self, key: str, conn: Connection, position: int, top: int) -> None:
@@ -313,7 +317,7 @@ class Hub:
         never arrive), the fan-out sends this connection only what is newer
         than it has.
         """
-        if self._live_offsets.get(key, 0) >= top:
+        if self.continuity.live_offset(key) >= top:
             return  # everything up to `top` reached this worker already: nothing late can come
         self._fresh.setdefault(key, {})[conn] = [position, top]
         gevent.spawn_later(_SETTLE_SECONDS, self._settled, key, conn)
@@ -338,12 +342,19 @@ class Hub:
             ):
                 del fresh[conn]  # gone, or unsubscribed meanwhile
                 continue
-            newer = [p for p in publications if not p.offset or p.offset > state[0]]
+            position, top = state
+            settled, newer = False, []
+            for publication in publications:  # once the live stream reached `top`: everything
+                offset = publication.offset
+                if settled or not offset or offset > position:
+                    newer.append(publication)
+                    position = max(position, offset)
+                settled = settled or offset >= top
             if newer:
                 conn.send(b"".join(session.protocol.publication(p) for p in newer))
                 self.metrics.deliveries += len(newer)
-                state[0] = max([state[0], *(p.offset for p in newer)])
-            if state[0] >= state[1] or self._live_offsets.get(key, 0) >= state[1]:
+            state[0] = position
+            if settled:
                 del fresh[conn]  # the live stream has passed what the replay held
         if not fresh:
             self._fresh.pop(key, None)
@@ -406,7 +417,7 @@ class Hub:
         for registry in self.registries.values():
             if registry.has_subscribers(key):
                 return
-        self._live_offsets.pop(key, None)
+        self.continuity.forget(key)
         self.subscriber.release(key)
 
     # -- from the broker (the subscriber's greenlet) -----------------------------
@@ -416,13 +427,13 @@ class Hub:
         event = self._ready.pop(key, None)
         if event is not None:
             event.set()
+        self.continuity.on_ready(key)  # after a reconnect: what was missed, read back
 
     def on_publications(self, batch: PublicationBatch) -> None:
         """Deliver a batch from the broker, in order, each publication encoded once per protocol."""
         by_key: dict[str, list[Publication]] = {}
         for key, publication in batch:
             by_key.setdefault(key, []).append(publication)
-        metrics = self.metrics
         sends = 0
         for key, publications in by_key.items():
             if key == self.worker_key:
@@ -431,30 +442,41 @@ class Hub:
             if any(publication.control for publication in publications):
                 self._with_controls(key, publications)
                 continue
-            numbered = publications[-1].offset
-            if numbered:
-                self._live_offsets[key] = numbered
-            catching_up = self._catching_up.get(key)
-            if catching_up:
-                for buffer in catching_up.values():
-                    buffer.extend(publications)
-            fresh = self._fresh.get(key)
-            for protocol, registry in self.registries.items():
-                subscribers = registry.subscribers(key)
-                if fresh:
-                    subscribers = tuple(conn for conn in subscribers if conn not in fresh)
-                if not subscribers:
-                    continue
-                encoded = [protocol.publication(publication) for publication in publications]
-                data = encoded[0] if len(encoded) == 1 else b"".join(encoded)
-                Connection.send_to_all(subscribers, data)
-                metrics.deliveries += len(subscribers) * len(publications)
-                sends += len(subscribers)
-                if sends >= _SENDS_PER_YIELD:
-                    sends = 0
-                    gevent.sleep(0)
+            if publications[-1].offset or publications[0].offset:
+                ready = self.continuity.on_live(key, publications)
+                if ready is None:
+                    continue  # held until the key is caught up from history
+                publications = ready
+            sends = self._fan_out(key, publications, sends)
+
+    def _fan_out(self, key: str, publications: list[Publication], sends: int = 0) -> int:
+        """Every local subscriber of `key` gets `publications`, encoded once per protocol.
+
+        Returns the sends so far (the caller yields to the loop every `_SENDS_PER_YIELD`).
+        """
+        metrics = self.metrics
+        catching_up = self._catching_up.get(key)
+        if catching_up:
+            for buffer in catching_up.values():
+                buffer.extend(publications)
+        fresh = self._fresh.get(key)
+        for protocol, registry in self.registries.items():
+            subscribers = registry.subscribers(key)
             if fresh:
-                self._to_fresh(key, publications, fresh)
+                subscribers = tuple(conn for conn in subscribers if conn not in fresh)
+            if not subscribers:
+                continue
+            encoded = [protocol.publication(publication) for publication in publications]
+            data = encoded[0] if len(encoded) == 1 else b"".join(encoded)
+            Connection.send_to_all(subscribers, data)
+            metrics.deliveries += len(subscribers) * len(publications)
+            sends += len(subscribers)
+            if sends >= _SENDS_PER_YIELD:
+                sends = 0
+                gevent.sleep(0)
+        if fresh:
+            self._to_fresh(key, publications, fresh)
+        return sends
 
     def _with_controls(self, key: str, publications: list[Publication]) -> None:
         """A user's key with a control among its messages: each in turn, the control applied first."""

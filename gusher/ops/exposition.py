@@ -81,6 +81,7 @@ _COUNTERS = (
     ("gusher_messages_published", "messages the master published", "publications"),
     ("gusher_slow_requests", "HTTP requests cut: headers or body not in time", "slow_requests"),
     ("gusher_redis_reconnects", "pub/sub connections to Redis re-established", "redis_reconnects"),
+    ("gusher_history_catchups", "history channels read back after a pub/sub gap", "history_catchups"),
 )
 _GAUGES = (
     ("gusher_connections", "open WebSocket connections", "connections"),
@@ -143,6 +144,7 @@ _SLAVE_ONLY = {
     "redis_reconnects",
     "recoveries",
     "recoveries_failed",
+    "history_catchups",
     "handshakes_refused_request",
     "handshakes_refused_auth",
     "handshakes_refused_origin",
