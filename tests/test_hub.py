@@ -476,3 +476,14 @@ def test_a_numbering_that_starts_again_is_delivered_as_it_comes(worker: Worker) 
     worker.hub.on_publications([("app@c", numbered("c", 2))])
     assert [m["offset"] for m in peer.messages()] == [6, 1, 2]
     assert worker.metrics.history_catchups == 0
+
+
+def test_after_a_reconnect_a_new_numbering_is_delivered_from_its_start(worker: Worker) -> None:
+    """Redis came back empty (a new epoch): what was published since, 1 and 2, is all new here."""
+    peer = _subscribed_to_history(worker, 3)
+    worker.history.epoch = "F"
+    worker.history.kept["app@c"] = [numbered("c", 1), numbered("c", 2)]
+    worker.hub.on_ready("app@c")
+    assert [m["offset"] for m in peer.messages()] == [1, 2]
+    worker.hub.on_publications([("app@c", numbered("c", 3))])
+    assert [m["offset"] for m in peer.messages()] == [3]

@@ -13,6 +13,7 @@ RANKS = {
     "config": 1,
     "keys": 1,
     "embedded": 1,
+    "pages": 1,
     "core": 2,
     "wire": 3,
     "broker": 4,

@@ -12,10 +12,17 @@ from gusher.app import create_master_app, create_slave_app
 from gusher.config import load_settings
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
-# Routes that are not API: the demo page (both roles), Flask's static files, the catch-alls
+# Routes that are not API: the demo page and the JS client (both roles), Flask's static files, the catch-alls
 # that only explain a malformed push path, and the admin console (/ui: a page and
 # the JSON only its script reads, tested in tests/test_console.py).
-NOT_API = {"static", "gusher_master.push_malformed", "gusher_slave.demo_page", "demo_page"}
+NOT_API = {
+    "static",
+    "gusher_master.push_malformed",
+    "gusher_slave.demo_page",
+    "demo_page",
+    "gusher_slave.client_module",
+    "client_module",
+}
 NOT_API_BLUEPRINTS = ("gusher_console.",)
 
 

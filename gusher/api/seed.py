@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
-from gusher import version_info
+from gusher import pages, version_info
 from gusher.api import security
 from gusher.api.context import authorized_app, current_broker, current_settings, data_parameter, publish
 from gusher.api.services import MasterServices
@@ -26,8 +25,6 @@ from gusher.core.publication import Publication
 from gusher.errors import RequestError
 from gusher.keys import check_name, pubsub_channel
 from gusher.ops import exposition, heartbeat
-
-DEMO_PAGE = Path(__file__).resolve().parent.parent / "static" / "demo.html"
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +151,12 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.get("/demo")
     def demo_page() -> Any:
         """The demo (the slave serves it too): from here it pushes and shows who is online."""
-        return current_app.response_class(DEMO_PAGE.read_bytes(), mimetype="text/html")
+        return current_app.response_class(pages.demo_page(), mimetype="text/html")
+
+    @app.get("/gusher.js")
+    def client_module() -> Any:
+        """The JavaScript client, as the slaves serve it (the demo imports it from here)."""
+        return current_app.response_class(pages.client_module(), headers=pages.CLIENT_HEADERS)
 
     @app.get("/healthz")
     def healthz() -> Any:

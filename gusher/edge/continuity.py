@@ -44,7 +44,7 @@ class Continuity:
         history: HistoryStore | None,
         metrics: Metrics,
         max_messages: int,
-        deliver: Callable[[str, list[Publication]], object],
+        deliver: Callable[[str, list[Publication], bool], object],
     ) -> None:
         self._history = history
         self._metrics = metrics
@@ -53,6 +53,7 @@ class Continuity:
         self._offsets: dict[str, int] = {}  # the latest offset received live, per key
         self._read_tops: dict[str, int] = {}  # the latest offset a subscribe's read saw, per key
         self._policies: dict[str, HistoryPolicy] = {}  # keys with a history subscriber here
+        self._epochs: dict[str, str] = {}  # the numbering those offsets belong to
         self._repairing: dict[str, list[Publication]] = {}
         self._reads = gevent.lock.BoundedSemaphore(_CONCURRENT_READS)
 
@@ -60,10 +61,13 @@ class Continuity:
         """The latest offset this worker received on `key` (0: none yet)."""
         return self._offsets.get(key, 0)
 
-    def follow(self, key: str, policy: HistoryPolicy, top: int) -> None:
+    def follow(self, key: str, policy: HistoryPolicy, top: int, epoch: str) -> None:
         """A history subscriber read `key` up to `top`: the key is caught up after gaps from now on."""
         self._policies[key] = policy
-        if top > self._read_tops.get(key, 0):
+        if epoch != self._epochs.get(key):
+            self._epochs[key] = epoch
+            self._read_tops[key] = top
+        elif top > self._read_tops.get(key, 0):
             self._read_tops[key] = top
 
     def forget(self, key: str) -> None:
@@ -71,6 +75,7 @@ class Continuity:
         self._offsets.pop(key, None)
         self._read_tops.pop(key, None)
         self._policies.pop(key, None)
+        self._epochs.pop(key, None)
 
     def on_ready(self, key: str) -> None:
         """The broker carries `key` (again): what was published while it did not is read back."""
@@ -104,13 +109,25 @@ class Continuity:
 
     def _catch_up(self, key: str, since: int) -> None:
         policy = self._policies.get(key)
-        kept = None
+        kept, renumbered = None, False
         if policy is not None and self._history is not None:
             with self._reads:
                 try:
                     kept = self._history.read(key, since, self._max_messages, policy)
+                    if kept.epoch != self._epochs.get(key, kept.epoch) or kept.offset < since:
+                        # A new numbering (Redis lost it, or the meta expired): all of it is new here.
+                        log.info(
+                            "%r is numbered anew (epoch %s); delivering it from the start",
+                            key[:200],
+                            kept.epoch,
+                        )
+                        since = 0
+                        kept = self._history.read(key, 0, self._max_messages, policy)
+                        renumbered = True
+                    self._epochs[key] = kept.epoch
                 except BackendUnavailable as exc:
                     log.warning("could not catch %r up from history: %s", key[:200], exc)
+                    kept = None
         buffer = self._repairing.pop(key, [])
         if kept is not None and kept.offset >= since:
             out = merge(kept.publications, buffer, since)
@@ -127,4 +144,4 @@ class Continuity:
         if numbered:
             self._offsets[key] = numbered[-1]
         if out:
-            self._deliver(key, out)
+            self._deliver(key, out, renumbered)

@@ -101,9 +101,7 @@ class Hub:
         # Caught-up connections that must still skip copies of what their replay held (`_settle`).
         self._fresh: dict[str, dict[Connection, list[int]]] = {}
         # Numbered keys followed across pub/sub gaps and reconnects.
-        self.continuity = Continuity(
-            history, metrics, settings.max_recovered_messages, lambda key, pubs: self._fan_out(key, pubs)
-        )
+        self.continuity = Continuity(history, metrics, settings.max_recovered_messages, self._caught_up)
         self.subscriber.want(self.worker_key)
 
     # -- sessions ----------------------------------------------------------------
@@ -303,7 +301,7 @@ class Hub:
         if conn.is_open:
             self.registries[session.protocol].subscribe(key, conn)
             self._settle(key, conn, position, kept.offset)
-            self.continuity.follow(key, policy, kept.offset)
+            self.continuity.follow(key, policy, kept.offset, kept.epoch)
         return ""
 
     def _settle(self, key: str, conn: Connection, position: int, top: int) -> None:
@@ -448,6 +446,12 @@ class Hub:
                     continue  # held until the key is caught up from history
                 publications = ready
             sends = self._fan_out(key, publications, sends)
+
+    def _caught_up(self, key: str, publications: list[Publication], renumbered: bool) -> None:
+        """What a catch-up read back (`Continuity`), to every subscriber; a new numbering to all of it."""
+        if renumbered:
+            self._fresh.pop(key, None)  # their offsets belong to the old numbering
+        self._fan_out(key, publications)
 
     def _fan_out(self, key: str, publications: list[Publication], sends: int = 0) -> int:
         """Every local subscriber of `key` gets `publications`, encoded once per protocol.

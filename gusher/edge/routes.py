@@ -15,13 +15,12 @@ import _socket
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_sock import Sock
 
-from gusher import version_info
+from gusher import pages, version_info
 from gusher.core.access import require_admin
 from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
@@ -35,8 +34,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("gusher_slave", __name__)
 sock = Sock()
-
-_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 class _NoReaderThread:
@@ -146,7 +143,13 @@ def websocket(ws: Any, app_key: str) -> None:
 @bp.get("/demo")
 def demo_page() -> Response:
     """A small page that connects, subscribes and shows pushed messages."""
-    return Response((_STATIC / "demo.html").read_bytes(), mimetype="text/html")
+    return Response(pages.demo_page(), mimetype="text/html")
+
+
+@bp.get("/gusher.js")
+def client_module() -> Response:
+    """The JavaScript client (clients/js/gusher.js), importable from any page: CORS-open, it is public."""
+    return Response(pages.client_module(), headers=pages.CLIENT_HEADERS)
 
 
 @bp.get("/healthz")

@@ -1,0 +1,96 @@
+"""The JavaScript client (clients/js/): served by both roles, typed, and what it tells the application.
+
+The losing-nothing proofs (a slave SIGKILLed under pushes, in Chromium and in Node) are in
+tests/test_nothing_lost.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import redis as redis_lib
+import requests
+
+from tests.browser import needs_chromium
+from tests.support import ROOT, GunicornProcess, Webhook, allow, new_app_key, push, wait_until
+
+CLIENT = ROOT / "clients" / "js"
+NPX = shutil.which("npx")
+
+
+@pytest.mark.parametrize("role", ["slave", "master"])
+def test_both_roles_serve_the_client_module_to_any_origin(request, role: str) -> None:
+    server: GunicornProcess = request.getfixturevalue(role)
+    response = requests.get(f"{server.url}/gusher.js", timeout=5)
+    assert response.status_code == 200
+    assert response.content == (CLIENT / "gusher.js").read_bytes()
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.skipif(NPX is None and not os.environ.get("GUSHER_CI"), reason="node is not installed")
+def test_the_types_compile_against_the_readme_examples() -> None:
+    """`npm run check`: types-check.ts (the README's examples) against gusher.d.ts, strict."""
+    assert (CLIENT / "node_modules" / "typescript").exists(), "run `npm ci` in clients/js (.ci/run does)"
+    run = subprocess.run(
+        [NPX or "npx", "--no-install", "tsc", "-p", "tsconfig.json"],
+        cwd=CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_package_is_ready_to_publish() -> None:
+    import json
+
+    package = json.loads((CLIENT / "package.json").read_text())
+    assert package["type"] == "module" and package["types"] == "gusher.d.ts"
+    assert set(package["files"]) == {"gusher.js", "gusher.d.ts", "README.md"}
+    assert "dependencies" not in package, "no runtime dependency"
+    for name in package["files"]:
+        assert (CLIENT / name).exists()
+
+
+@needs_chromium
+def test_a_resume_that_cannot_be_whole_tells_the_application(
+    browser, master, slave, redis_client: redis_lib.Redis, webhook: Webhook
+) -> None:
+    """Away while more was pushed than the app keeps: `unrecovered` fires, then live messages flow."""
+    app_key = new_app_key("js")
+    redis_client.hset(app_key, mapping={"url": webhook.url, "history_size": "3", "history_ttl": "600"})
+    page = browser.new_page()
+    page.goto(f"{slave.url}/gusher.js")
+    page.evaluate(
+        """async ([app, auth]) => {
+            const { Gusher } = await import("/gusher.js");
+            window.received = []; window.events = []; window.states = [];
+            window.client = new Gusher(location.origin, { app, auth, minReconnectDelay: 100 });
+            client.on("state", ({ current }) => window.states.push(current));
+            const sub = client.subscribe("c");
+            sub.on("message", (m) => window.received.push(m.offset));
+            sub.on("subscribed", (r) => window.events.push(["subscribed", r.recovered ?? null]));
+            sub.on("unrecovered", (u) => window.events.push(["unrecovered", u.offset, u.now.offset]));
+            await new Promise((resolve) => sub.on("subscribed", resolve));
+        }""",
+        [app_key, allow("u", "c")],
+    )
+    for n in range(2):
+        push(master.url, app_key, "c", "e", str(n))
+    wait_until(lambda: page.evaluate("window.received.length") == 2, 10)
+    page.evaluate("client.close()")
+    for n in range(10):  # history keeps 3: 3..12 missed, only 10..12 kept
+        push(master.url, app_key, "c", "e", str(n))
+    page.evaluate("client.connect()")
+    wait_until(lambda: ["unrecovered", 2, 12] in page.evaluate("window.events"), 10)
+    assert ["subscribed", False] in page.evaluate("window.events")
+    push(master.url, app_key, "c", "e", "live")
+    wait_until(lambda: page.evaluate("window.received").count(13) == 1, 10)
+    assert page.evaluate("window.received") == [1, 2, 13]
+    # (listening began after the constructor had started connecting)
+    assert page.evaluate("window.states") == ["connected", "closed", "connecting", "connected"]
+    page.close()
