@@ -62,9 +62,13 @@ class GusherSystem:
 
     name = "gusher"
 
-    def __init__(self, infra: Infra, workers: int) -> None:
+    def __init__(self, infra: Infra, workers: int, history: tuple[int, int] | None = None) -> None:
         self.infra = infra
         self.workers = workers
+        # (history_size, history_ttl): the app keeps history, so every push is numbered and kept.
+        self.history = history
+        if history:
+            self.name = "gusher+history"
         self.app_key = f"bench{time.time_ns() % 10**9}"
         self.port = free_port()
         self.master_port = free_port()
@@ -86,6 +90,9 @@ class GusherSystem:
 
     def start(self) -> GusherSystem:
         self.infra.redis.hset(self.app_key, "url", self.infra.webhook_url)
+        if self.history:
+            size, ttl = self.history
+            self.infra.redis.hset(self.app_key, mapping={"history_size": size, "history_ttl": ttl})
         self.master = self._gunicorn(
             "master", {"MASTER_API_LISTEN": f"127.0.0.1:{self.master_port}", "GUSHER_MASTER_WORKERS": "2"}
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 import redis as redis_lib
@@ -94,3 +95,87 @@ def test_a_resume_that_cannot_be_whole_tells_the_application(
     # (listening began after the constructor had started connecting)
     assert page.evaluate("window.states") == ["connected", "closed", "connecting", "connected"]
     page.close()
+
+
+class FreezableProxy:
+    """A TCP proxy to a slave that can go silent without closing anything: a dead peer's look."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.frozen = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source, sink) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            while self.frozen.is_set():  # hold everything: neither side hears a thing
+                time.sleep(0.05)
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@needs_chromium
+def test_a_dead_connection_is_noticed_by_ping_and_replaced(browser, master, slave, app_key) -> None:
+    """The network goes silent (no close, no RST): gusher.ping gets no pong, the client gives the
+    connection up, reconnects and resubscribes, and receives again."""
+    proxy = FreezableProxy(slave.port)
+    try:
+        page = browser.new_page()
+        page.goto(f"{slave.url}/gusher.js")
+        page.evaluate(
+            """async ([url, app, auth]) => {
+                const { Gusher } = await import("/gusher.js");
+                window.received = []; window.states = [];
+                window.client = new Gusher(url, {
+                    app, auth, pingInterval: 400, pingTimeout: 400, minReconnectDelay: 100,
+                });
+                client.on("state", ({ current }) => window.states.push(current));
+                const sub = client.subscribe("c");
+                sub.on("message", (m) => window.received.push(m.data));
+                await new Promise((resolve) => sub.on("subscribed", resolve));
+            }""",
+            [f"ws://127.0.0.1:{proxy.port}", app_key, allow("u", "c")],
+        )
+        proxy.frozen.set()
+        wait_until(lambda: "disconnected" in page.evaluate("window.states"), 10)
+        proxy.frozen.clear()
+        wait_until(
+            lambda: page.evaluate("window.states").count("connected") >= 1 and proxy.connections >= 2, 10
+        )
+        wait_until(lambda: page.evaluate("client.state") == "connected", 10)
+        time.sleep(0.3)  # the resubscribe's reply
+        push(master.url, app_key, "c", "e", "after")
+        wait_until(lambda: "after" in page.evaluate("window.received"), 10)
+        page.close()
+    finally:
+        proxy.close()

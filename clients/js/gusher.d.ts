@@ -83,6 +83,8 @@ export interface GusherOptions {
   maxReconnectDelay?: number;
   pingInterval?: number;
   pingTimeout?: number;
+  /** A handshake not done within this (ms) is given up and tried again (10 s). */
+  connectTimeout?: number;
 }
 
 export declare class Gusher {

@@ -17,7 +17,7 @@ const DEFAULTS = {
   maxReconnectDelay: 30000,
   pingInterval: 25000, // a gusher.ping after this long without hearing from the server
   pingTimeout: 10000, // and the connection is given up when no pong comes within this
-  subscribeTimeout: 15000, // a subscribe without a reply is retried on a new connection
+  connectTimeout: 10000, // a handshake not done by then is given up, and tried again
 };
 
 /** States a client goes through; "state" events carry `{ previous, current }`. */
@@ -191,8 +191,14 @@ export class Gusher extends Emitter {
       return;
     }
     this._ws = ws;
+    this._timers.connect = setTimeout(() => {
+      if (ws !== this._ws || ws.readyState === 1) return;
+      this._lost(); // a handshake that hangs (a silent network) must not hold the client forever
+      ws.close();
+    }, this.options.connectTimeout);
     ws.onopen = () => {
       if (ws !== this._ws) return;
+      clearTimeout(this._timers.connect);
       this._heard();
       this._setState(State.CONNECTED);
       for (const subscription of this._subscriptions.values()) this._sendSubscribe(subscription);
@@ -317,6 +323,7 @@ export class Gusher extends Emitter {
   _clearTimers() {
     clearInterval(this._timers.ping);
     clearTimeout(this._timers.reconnect);
+    clearTimeout(this._timers.connect);
     this._timers = {};
   }
 }
