@@ -18,7 +18,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/gusher up
 
-test: $(STAMP)
+# The JavaScript client's test dependencies (ws, typescript); its Node tests skip without npm.
+JS_STAMP := clients/js/node_modules/.installed
+
+$(JS_STAMP): clients/js/package.json clients/js/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix clients/js --no-audit --no-fund --silent && touch $(JS_STAMP); \
+	else echo "npm not found: the JavaScript client's Node tests will be skipped"; fi
+
+test: $(STAMP) $(JS_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

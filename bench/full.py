@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from bench import meta, pushapi, report, scenarios
+from bench import history, meta, pushapi, report, scenarios
 from bench.clients import ClientPool
 from bench.measure import RESULTS, log, run_system
 from bench.procs import Reaper
@@ -74,6 +74,11 @@ def run(sizes: list[int], systems: list[str]) -> int:
                 log(f"push API {name}: {figures}")
             finally:
                 system.stop()
+    if "gusher" in systems:
+        # What numbered history costs, side by side (bench/history.py): its own Redis and servers.
+        Reaper.run()
+        results["history"] = history.measure(rounds=3, seconds=5, n=5000)
+        log(f"history: {results['history']}")
     results["meta"]["duration_s"] = round(time.time() - started)
     path = _save(results)
     report.write(results)

@@ -106,6 +106,20 @@ def fanout(n: int) -> dict[str, Any]:
     return out
 
 
+def measure(rounds: int, seconds: float, n: int) -> dict[str, Any]:
+    """Every figure of this module, each part with servers of its own."""
+    result: dict[str, Any] = {}
+    if pushapi.available():
+        result.update(push_api(rounds, seconds))
+    else:
+        log("wrk is not installed (bench/setup.sh installs it): push API figures skipped")
+    Reaper.run()
+    result.update(fanout(n))
+    Reaper.run()
+    result["n"] = n
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,14 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        result: dict[str, Any] = {}
-        if pushapi.available():
-            result.update(push_api(args.rounds, args.seconds))
-        else:
-            log("wrk is not installed (bench/setup.sh installs it): push API figures skipped")
-        Reaper.run()
-        result.update(fanout(args.n))
-        Reaper.run()
+        result = measure(args.rounds, args.seconds, args.n)
         log(f"history bench took {time.monotonic() - started:.1f} s")
         print(json.dumps(result), flush=True)
         return 0 if "errors" not in result else 1

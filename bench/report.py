@@ -343,10 +343,51 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "",
     ]
     out += _api(results.get("api", []))
+    out += _history(results.get("history"))
     if plots:
         out += ["## Plots", ""] + [f"![{p}](bench/plots/{p})" for p in plots] + [""]
     out += CAVEATS
     return "\n".join(out)
+
+
+def _history(figures: dict[str, Any] | None) -> list[str]:
+    """What numbered history costs (bench/history.py), history off beside on in one run."""
+    if not figures:
+        return []
+
+    def pair(key: str) -> str:
+        first, second = figures.get(f"{key}_off"), figures.get(f"{key}_off2")
+        return " / ".join(str(v) for v in (first, second) if v is not None)
+
+    def pair_on(key: str) -> str:
+        first, second = figures.get(f"{key}_on"), figures.get(f"{key}_on2")
+        return " / ".join(str(v) for v in (first, second) if v is not None)
+
+    return [
+        "## History (issue 12)",
+        "",
+        "`python -m bench.history`: apps with `history_size` 100 and `history_ttl` 300 against apps "
+        "without, on the same servers or in alternation, in one run. Every push to a history app runs "
+        "the Lua script that numbers, keeps and publishes it.",
+        "",
+        "| figure | history off | history on | on ÷ off |",
+        "|---|---|---|---|",
+        "| push API requests/s (wrk, 64 connections, median of rounds) "
+        f"| {figures.get('api_rps_history_off')} | {figures.get('api_rps_history_on')} "
+        f"| {figures.get('api_rps_ratio')} |",
+        f"| push API p99 ms | {figures.get('api_p99_ms_history_off')} "
+        f"| {figures.get('api_p99_ms_history_on')} | |",
+        f"| fan-out to N={figures.get('n')}: paired ratio ÷ limit (two runs each) | {pair('fanout_ratio')} "
+        f"| {pair_on('fanout_ratio')} | |",
+        f"| fan-out p99 ms | {pair('fanout_p99_ms')} | {pair_on('fanout_p99_ms')} | |",
+        f"| bursts, deliveries/s | {pair('deliveries_per_s')} | {pair_on('deliveries_per_s')} | |",
+        "",
+        f"Redis memory per kept message: {figures.get('redis_bytes_per_kept_message')} bytes "
+        f"(`used_memory` growth over {figures.get('kept_messages')} kept messages, 100 channels of 100, "
+        "100-byte data: the stream entry with its payload and time, and the channel's share of its "
+        "stream and meta hash).",
+        "",
+    ]
 
 
 def write(results: dict[str, Any]) -> None:

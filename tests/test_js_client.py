@@ -35,7 +35,9 @@ def test_both_roles_serve_the_client_module_to_any_origin(request, role: str) ->
 @pytest.mark.skipif(NPX is None and not os.environ.get("GUSHER_CI"), reason="node is not installed")
 def test_the_types_compile_against_the_readme_examples() -> None:
     """`npm run check`: types-check.ts (the README's examples) against gusher.d.ts, strict."""
-    assert (CLIENT / "node_modules" / "typescript").exists(), "run `npm ci` in clients/js (.ci/run does)"
+    if not (CLIENT / "node_modules" / "typescript").exists():
+        assert not os.environ.get("GUSHER_CI"), "`make test` runs `npm ci` in clients/js"
+        pytest.skip("clients/js has no node_modules (`make test` installs them when npm is there)")
     run = subprocess.run(
         [NPX or "npx", "--no-install", "tsc", "-p", "tsconfig.json"],
         cwd=CLIENT,

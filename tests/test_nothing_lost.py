@@ -136,7 +136,9 @@ def test_browsers_lose_nothing_when_their_slave_is_killed(browser, cluster, hist
 @pytest.mark.skipif(NODE is None and not os.environ.get("GUSHER_CI"), reason="node is not installed")
 def test_node_clients_lose_nothing_when_their_slave_is_killed(cluster, history_app) -> None:
     """300 clients of the same module in Node (ws), through nginx."""
-    assert (CLIENT_DIR / "node_modules" / "ws").exists(), "run `npm ci` in clients/js (.ci/run does)"
+    if not (CLIENT_DIR / "node_modules" / "ws").exists():
+        assert not os.environ.get("GUSHER_CI"), "`make test` runs `npm ci` in clients/js"
+        pytest.skip("clients/js has no node_modules (`make test` installs them when npm is there)")
     total, count = RATE * SECONDS, 300
     node = subprocess.Popen(
         [

@@ -111,16 +111,29 @@ class RedisHistory:
         Returns:
             (offset, epoch) of each item.
         """
+        calls: list[tuple[list[str], list[bytes | str | int]]] = []
+        for key, publication in items:
+            stream, meta = history_keys(key)
+            args: list[bytes | str | int] = [
+                key,
+                publication.head,
+                policy.size,
+                policy.ttl,
+                self._meta_ttl,
+                new_epoch(),
+            ]
+            calls.append(([stream, meta], args))
         with translate_errors():
-            pipe = self._client.pipeline(transaction=len(items) > 1)
-            for key, publication in items:
-                stream, meta = history_keys(key)
-                self._publish(
-                    keys=[stream, meta],
-                    args=[key, publication.head, policy.size, policy.ttl, self._meta_ttl, new_epoch()],
-                    client=pipe,
-                )
-            results = pipe.execute()
+            if len(calls) == 1:
+                # One EVALSHA (EVAL once after a NOSCRIPT): a pipeline would first ask
+                # SCRIPT EXISTS on every call, one more round trip per push.
+                keys, args = calls[0]
+                results = [self._publish(keys=keys, args=args)]
+            else:
+                pipe = self._client.pipeline(transaction=True)
+                for keys, args in calls:
+                    self._publish(keys=keys, args=args, client=pipe)
+                results = pipe.execute()
         return [(int(offset), _text(epoch)) for offset, epoch in results]
 
     def read(self, key: str, since: int, limit: int, policy: HistoryPolicy) -> ChannelHistory:
