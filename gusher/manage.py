@@ -132,8 +132,11 @@ def apps_rotate_secret(broker: Broker, args: argparse.Namespace, settings: Setti
 
 
 def push(broker: Broker, args: argparse.Namespace, settings: Settings) -> int:
-    """Publish one message as the master would (straight into Redis: no signature needed)."""
-    broker.apps.load(args.app)
+    """Publish one message as the master would (straight into Redis: no signature needed).
+
+    For an app that keeps history it is numbered and kept too, as a push through the master is.
+    """
+    app = broker.apps.load(args.app)
     check_name("channel", args.channel)
     check_name("event", args.event)
     try:
@@ -143,8 +146,9 @@ def push(broker: Broker, args: argparse.Namespace, settings: Settings) -> int:
     if data is None or data == "":
         raise RequestError("data is empty")
     publication = Publication.create(args.channel, args.event, data)
-    broker.publish([(pubsub_channel(args.app, args.channel), publication)])
-    print(publication.payload.decode())
+    positions = broker.publish([(pubsub_channel(args.app, args.channel), publication)], app.history)
+    payload = publication.payload if not positions else publication.head + b',"offset":%d}' % positions[0][0]
+    print(payload.decode())
     return 0
 
 

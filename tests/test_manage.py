@@ -88,6 +88,26 @@ def test_push_and_stats_reach_the_slaves(gusher, slave, redis_client, webhook, c
     assert "connections" in out.splitlines()[0] and "slave(s)" in out.splitlines()[-1]
 
 
+def test_push_numbers_the_messages_of_an_app_with_history(
+    gusher, slave, redis_client, webhook, clients
+) -> None:
+    """As a push through the master: numbered, kept, and the offset printed (it was left out)."""
+    app = new_app_key("cli")
+    redis_client.hset(app, mapping={"url": webhook.url, "history_size": "10", "history_ttl": "60"})
+    client = Client(slave.ws_url, app, allow("u", "news"))
+    clients.append(client)
+    assert client.subscribe("news")["event"] == "gusher.subscribe_succeeded"
+    code, out, _ = gusher("push", app, "news", "created", "hello")
+    assert code == 0 and json.loads(out) == {
+        "channel": "news",
+        "event": "created",
+        "data": "hello",
+        "offset": 1,
+    }
+    assert client.recv_json()["offset"] == 1
+    assert redis_client.xlen(f"gusher:history:{app}@news") == 1
+
+
 def test_every_command_has_help(gusher) -> None:
     """`--help` works for each command and verb."""
     for args in (("apps",), ("apps", "add"), ("apps", "set"), ("push",), ("stats",)):
