@@ -150,9 +150,9 @@ def test_the_history_api_refuses_what_it_cannot_answer(master, app_key, history_
             f"{master.url}/api/apps/{history_app}/channels/c/history", params=params, timeout=5
         )
         assert response.status_code == 400 and reason in response.json()["error"], params
-    redis_client.hset(history_app, "secret", "s3cret")
-    signed_only = requests.get(f"{master.url}/api/apps/{history_app}/channels/c/history", timeout=5)
-    assert signed_only.status_code == 401, "the listings' authentication"
+    redis_client.hset(history_app, "secret", "s3cret")  # reaches the master within its app cache time
+    url = f"{master.url}/api/apps/{history_app}/channels/c/history"
+    assert wait_until(lambda: requests.get(url, timeout=5).status_code == 401, 5), "the listings' auth"
 
 
 def test_an_app_without_history_answers_exactly_as_the_seed(master, app_key) -> None:

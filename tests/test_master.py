@@ -10,7 +10,7 @@ import redis as redis_lib
 import requests
 
 from gusher.embedded import EmbeddedRedis
-from tests.support import GunicornProcess, push, wait_until
+from tests.support import GunicornProcess, new_app_key, push, wait_until
 
 
 def test_check_existing_app(master: GunicornProcess, app_key: str) -> None:
@@ -203,3 +203,29 @@ def test_readyz_and_version_on_both_roles(master, slave) -> None:
         assert requests.get(f"{server.url}/readyz", timeout=5).json() == {"status": "ready", "role": role}
         shown = requests.get(f"{server.url}/version", timeout=5).json()
         assert shown["version"] == __version__ and shown["role"] == role and shown["runtime_version"]
+
+
+def test_the_master_reuses_app_records_for_the_cache_time_only(master, redis_client, webhook) -> None:
+    """Issue 16: a push reads its app from the worker's cache (GUSHER_APP_CACHE_SECONDS, 1 s), not
+    Redis: a new app works at once (unknown apps are never cached), a secret set later is enforced
+    within the cache time, and removing the app refuses pushes within it too."""
+    app = new_app_key("cache")
+    url = f"{master.url}/api/push/{app}/c/e"
+    assert requests.post(url, params={"data": "x"}, timeout=5).status_code == 400  # unknown
+    redis_client.hset(app, "url", webhook.url)
+    assert requests.post(url, params={"data": "x"}, timeout=5).status_code == 200, "at once"
+    hgetalls = _calls(redis_client, "hgetall")
+    session = requests.Session()
+    for _ in range(50):
+        assert session.post(url, params={"data": "x"}, timeout=5).status_code == 200
+    assert _calls(redis_client, "hgetall") - hgetalls <= 10, (
+        "one read per worker per cache time, not per push"
+    )
+    redis_client.hset(app, "secret", "s3cret")
+    wait_until(lambda: requests.post(url, params={"data": "x"}, timeout=5).status_code == 401, 5)
+    redis_client.delete(app)
+    wait_until(lambda: requests.post(url, params={"data": "x"}, timeout=5).status_code == 400, 5)
+
+
+def _calls(redis_client: redis_lib.Redis, command: str) -> int:
+    return int(redis_client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))

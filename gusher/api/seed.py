@@ -17,6 +17,7 @@ from gusher import pages, version_info
 from gusher.api import security
 from gusher.api.context import authorized_app, current_broker, current_settings, data_parameter, publish
 from gusher.api.services import MasterServices
+from gusher.broker.apps import AppCache
 from gusher.broker.base import Broker
 from gusher.broker.factory import create_broker
 from gusher.config import Settings
@@ -138,6 +139,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     broker = create_broker(settings, "gusher-master")
     app.extensions["gusher.settings"] = settings
     app.extensions["gusher.broker"] = broker
+    app.extensions["gusher.apps"] = AppCache(broker.apps, settings.app_cache_seconds)
     app.extensions["gusher.services"] = MasterServices(settings, broker, app.extensions["gusher.metrics"])
     app.before_request(_start_timing)
     app.after_request(_count_push)
