@@ -32,6 +32,7 @@ from typing import Any
 import redis
 
 from gusher.broker.client import translate_errors
+from gusher.broker.coalesce import Coalescer
 from gusher.core.history import ChannelHistory, HistoryPolicy
 from gusher.core.publication import Publication, Routed
 from gusher.keys import history_keys
@@ -99,9 +100,10 @@ def new_epoch() -> str:
 class RedisHistory:
     """Numbered publishing and history reads through one Redis client."""
 
-    def __init__(self, client: redis.Redis, meta_ttl: int) -> None:
+    def __init__(self, client: redis.Redis, meta_ttl: int, coalescer: Coalescer | None = None) -> None:
         self._client = client
         self._meta_ttl = meta_ttl
+        self._coalescer = coalescer
         self._publish = client.register_script(_PUBLISH)
         self._read = client.register_script(_READ)
 
@@ -124,7 +126,13 @@ class RedisHistory:
             ]
             calls.append(([stream, meta], args))
         with translate_errors():
-            if len(calls) == 1:
+            if len(calls) == 1 and self._coalescer is not None and self._coalescer.active:
+                # Shared with the other pushes in flight (one SCRIPT EXISTS per shared pipeline).
+                keys, args = calls[0]
+                results = [
+                    self._coalescer.call(lambda pipe: self._publish(keys=keys, args=args, client=pipe))
+                ]
+            elif len(calls) == 1:
                 # One EVALSHA (EVAL once after a NOSCRIPT): a pipeline would first ask
                 # SCRIPT EXISTS on every call, one more round trip per push.
                 keys, args = calls[0]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from gusher.broker.apps import RedisAppStore
 from gusher.broker.base import Routed
 from gusher.broker.client import command_client, translate_errors
+from gusher.broker.coalesce import Coalescer
 from gusher.broker.history import RedisHistory
 from gusher.broker.status import RedisStatus
 from gusher.broker.subscriber import RedisSubscriber
@@ -26,7 +27,8 @@ class RedisBroker:
         self.client = command_client(settings, client_name)
         self.apps = RedisAppStore(self.client)
         self.status = RedisStatus(self.client)
-        self.history = RedisHistory(self.client, settings.history_meta_ttl)
+        self._coalescer = Coalescer(self.client)
+        self.history = RedisHistory(self.client, settings.history_meta_ttl, self._coalescer)
 
     def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
         """One PUBLISH, or several in one MULTI/EXEC: all of them or none.
@@ -41,7 +43,10 @@ class RedisBroker:
         with translate_errors():
             if len(items) == 1:
                 key, publication = items[0]
-                self.client.publish(key, publication.payload)
+                if self._coalescer.active:
+                    self._coalescer.call(lambda pipe: pipe.publish(key, publication.payload))
+                else:
+                    self.client.publish(key, publication.payload)
                 return []
             pipe = self.client.pipeline(transaction=True)
             for key, publication in items:
