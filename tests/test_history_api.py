@@ -159,3 +159,14 @@ def test_an_app_without_history_answers_exactly_as_the_seed(master, app_key) -> 
     response = push(master.url, app_key, "c", "e", "x")
     assert response.text == '{"channel":"c","event":"e","data":"x"}'
     assert json.loads(response.text) == {"channel": "c", "event": "e", "data": "x"}
+
+
+def test_a_push_works_after_redis_forgot_the_script(master, history_app, redis_client) -> None:
+    """SCRIPT FLUSH (or a restarted Redis): the NOSCRIPT of the shared EVALSHA loads it again."""
+    assert push(master.url, history_app, "c", "e", "1").json()["offset"] == 1
+    redis_client.script_flush()
+    assert push(master.url, history_app, "c", "e", "2").json()["offset"] == 2
+    batch = {"batch": [{"channel": "c", "event": "e", "data": 3}, {"channel": "d", "event": "e", "data": 4}]}
+    redis_client.script_flush()
+    assert requests.post(f"{master.url}/api/apps/{history_app}/batch_events", json=batch, timeout=5).ok
+    assert history(master, history_app, "c")["offset"] == 3

@@ -6,8 +6,9 @@ Per history channel (`gusher.keys.history_keys`):
   numbering outlives quiet spells);
 - a stream whose entry IDs are the offsets (`N-0`), each entry `p` (the
   payload as published) and `t` (when, in ms); at most `history_size` entries,
-  none read back once older than `history_ttl`, the whole stream expiring
-  `history_ttl` after the last publish.
+  none read back once older than `history_ttl` (every 16th publish also
+  deletes up to 32 such entries), the whole stream expiring `history_ttl`
+  after the last publish.
 
 The publish script, in one atomic step: the epoch (created when missing), the
 next offset, the payload with its `"offset"` appended to the master's JSON
@@ -58,11 +59,13 @@ if type(added) == 'table' and added.err then
   redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-0', 'p', payload, 't', ms)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-local cutoff = ms - tonumber(ARGV[4]) * 1000
-for _ = 1, 8 do
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-  if not first or tonumber(first[2][4]) >= cutoff then break end
-  redis.call('XDEL', KEYS[1], first[1])
+if offset % 16 == 0 then  -- trimming by age is for memory only (reads skip old entries): now and then
+  local cutoff = ms - tonumber(ARGV[4]) * 1000
+  for _ = 1, 32 do
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    if not first or tonumber(first[2][4]) >= cutoff then break end
+    redis.call('XDEL', KEYS[1], first[1])
+  end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', ARGV[1], payload)
@@ -108,7 +111,7 @@ class RedisHistory:
         self._read = client.register_script(_READ)
 
     def publish(self, items: Sequence[Routed], policy: HistoryPolicy) -> list[tuple[int, str]]:
-        """Number, keep and publish each item, in order, all of them in one MULTI/EXEC.
+        """Number, keep and publish each item, in order; several at once in one MULTI/EXEC.
 
         Returns:
             (offset, epoch) of each item.
@@ -127,11 +130,14 @@ class RedisHistory:
             calls.append(([stream, meta], args))
         with translate_errors():
             if len(calls) == 1 and self._coalescer is not None and self._coalescer.active:
-                # Shared with the other pushes in flight (one SCRIPT EXISTS per shared pipeline).
+                # Shared with the other pushes in flight, as a bare EVALSHA: a Script in a
+                # pipeline would ask SCRIPT EXISTS first on every shared pipeline.
                 keys, args = calls[0]
-                results = [
-                    self._coalescer.call(lambda pipe: self._publish(keys=keys, args=args, client=pipe))
-                ]
+                sha = self._publish.sha
+                try:
+                    results = [self._coalescer.call(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args))]
+                except redis.exceptions.NoScriptError:  # it did not run: loading and running it is safe
+                    results = [self._publish(keys=keys, args=args)]
             elif len(calls) == 1:
                 # One EVALSHA (EVAL once after a NOSCRIPT): a pipeline would first ask
                 # SCRIPT EXISTS on every call, one more round trip per push.
