@@ -317,13 +317,13 @@ class Hub:
         """
         if self.continuity.live_offset(key) >= top:
             return  # everything up to `top` reached this worker already: nothing late can come
-        self._fresh.setdefault(key, {})[conn] = [position, top]
-        gevent.spawn_later(_SETTLE_SECONDS, self._settled, key, conn)
+        state = self._fresh.setdefault(key, {})[conn] = [position, top]
+        gevent.spawn_later(_SETTLE_SECONDS, self._settled, key, conn, state)
 
-    def _settled(self, key: str, conn: Connection) -> None:
+    def _settled(self, key: str, conn: Connection, state: list[int]) -> None:
         fresh = self._fresh.get(key)
-        if fresh is not None:
-            fresh.pop(conn, None)
+        if fresh is not None and fresh.get(conn) is state:  # not a later subscribe's
+            del fresh[conn]
             if not fresh:
                 del self._fresh[key]
 
