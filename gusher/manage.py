@@ -23,7 +23,7 @@ import orjson
 from gusher.broker.base import Broker
 from gusher.broker.factory import create_broker
 from gusher.config import Settings, load_settings
-from gusher.core.apps import AppConfig
+from gusher.core.apps import AppConfig, is_positive_whole
 from gusher.core.publication import Publication
 from gusher.errors import GusherError, RequestError, UnknownApp
 from gusher.keys import check_name, pubsub_channel
@@ -100,8 +100,7 @@ def apps_set(broker: Broker, args: argparse.Namespace, settings: Settings) -> in
         name, sep, value = assignment.partition("=")
         if not sep or name not in FIELDS:
             raise RequestError(f"{assignment!r}: give field=value, field one of {', '.join(FIELDS)}")
-        whole = value.isascii() and value.isdigit() and int(value) > 0
-        if name in ("history_size", "history_ttl") and not whole:
+        if name in ("history_size", "history_ttl") and not is_positive_whole(value):
             raise RequestError(f"{name} must be a whole number of at least 1 (unset it to keep no history)")
         fields[name] = _check_url(value) if name == "url" else value
     if "url" in args.unset:
@@ -147,7 +146,7 @@ def push(broker: Broker, args: argparse.Namespace, settings: Settings) -> int:
         raise RequestError("data is empty")
     publication = Publication.create(args.channel, args.event, data)
     positions = broker.publish([(pubsub_channel(args.app, args.channel), publication)], app.history)
-    payload = publication.payload if not positions else publication.head + b',"offset":%d}' % positions[0][0]
+    payload = publication.payload if not positions else publication.numbered_payload(positions[0][0])
     print(payload.decode())
     return 0
 

@@ -150,7 +150,7 @@ class FakeHistory:
 
 def numbered(channel: str, offset: int, event: str = "e") -> Publication:
     """A message as the master's history script publishes it: the common message and its offset."""
-    parsed = Publication.parse(Publication.create(channel, event, offset).head + b',"offset":%d}' % offset)
+    parsed = Publication.parse(Publication.create(channel, event, offset).numbered_payload(offset))
     assert parsed is not None
     return parsed
 

@@ -12,13 +12,11 @@ from hypothesis import strategies as st
 from gusher.core.apps import history_policy
 from gusher.core.history import ChannelHistory, HistoryPolicy, Since, is_recoverable, merge
 from gusher.core.publication import Publication
+from tests.inprocess import numbered as numbered_on
 
 
-def numbered(offset: int, channel: str = "c") -> Publication:
-    head = Publication.create(channel, "e", offset).head
-    parsed = Publication.parse(head + b',"offset":%d}' % offset)
-    assert parsed is not None
-    return parsed
+def numbered(offset: int) -> Publication:
+    return numbered_on("c", offset)
 
 
 def raw(text: str) -> Publication:

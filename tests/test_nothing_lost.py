@@ -188,12 +188,26 @@ def _restart(redis: EmbeddedRedis, args: tuple[str, ...]) -> EmbeddedRedis:
     return EmbeddedRedis(port=redis.port, extra_args=args).start()
 
 
-def _history_app(redis: EmbeddedRedis, webhook: Webhook) -> str:
-    key = new_app_key("restart")
+def _history_app(redis: EmbeddedRedis, webhook: Webhook, key: str = "") -> str:
+    """An app keeping history in `redis` (made again under `key` after a Redis lost everything)."""
+    key = key or new_app_key("restart")
     redis_lib.Redis(host=redis.host, port=redis.port).hset(
         key, mapping={"url": webhook.url, "history_size": "100", "history_ttl": "600"}
     )
     return key
+
+
+def _listening_to_pushes(
+    master: GunicornProcess, slave: GunicornProcess, app_key: str, count: int
+) -> tuple[Client, str]:
+    """A client subscribed to `c`, and `count` pushes it received (offsets 1..count); its epoch."""
+    client = Client(slave.ws_url, app_key, allow("u", "c"))
+    client.send_json({"event": "gusher.subscribe", "data": {"id": "1", "channel": "c"}})
+    epoch = client.recv_json()["data"]["epoch"]
+    for n in range(1, count + 1):
+        assert push(master.url, app_key, "c", "e", str(n)).ok
+    assert [client.recv_json()["offset"] for _ in range(count)] == list(range(1, count + 1))
+    return client, epoch
 
 
 def test_a_redis_restarted_with_aof_keeps_the_epoch_and_loses_nothing(tmp_path, webhook) -> None:
@@ -202,12 +216,7 @@ def test_a_redis_restarted_with_aof_keeps_the_epoch_and_loses_nothing(tmp_path, 
     master, slave = _roles(redis)
     try:
         app_key = _history_app(redis, webhook)
-        client = Client(slave.ws_url, app_key, allow("u", "c"))
-        client.send_json({"event": "gusher.subscribe", "data": {"id": "1", "channel": "c"}})
-        epoch = client.recv_json()["data"]["epoch"]
-        for n in range(1, 6):
-            assert push(master.url, app_key, "c", "e", str(n)).ok
-        assert [client.recv_json()["offset"] for _ in range(5)] == [1, 2, 3, 4, 5]
+        client, epoch = _listening_to_pushes(master, slave, app_key, 5)
         redis = _restart(redis, args)
         wait_until(lambda: push(master.url, app_key, "c", "e", "6").ok, 15)
         for n in range(7, 11):
@@ -229,17 +238,9 @@ def test_a_redis_restarted_without_persistence_changes_the_epoch(webhook) -> Non
     master, slave = _roles(redis)
     try:
         app_key = _history_app(redis, webhook)
-        client = Client(slave.ws_url, app_key, allow("u", "c"))
-        client.send_json({"event": "gusher.subscribe", "data": {"id": "1", "channel": "c"}})
-        epoch = client.recv_json()["data"]["epoch"]
-        for n in range(1, 4):
-            assert push(master.url, app_key, "c", "e", str(n)).ok
-        assert [client.recv_json()["offset"] for _ in range(3)] == [1, 2, 3]
+        client, epoch = _listening_to_pushes(master, slave, app_key, 3)
         redis = _restart(redis, ())
-        _history_app_again = redis_lib.Redis(host=redis.host, port=redis.port)
-        _history_app_again.hset(
-            app_key, mapping={"url": webhook.url, "history_size": "100", "history_ttl": "600"}
-        )
+        _history_app(redis, webhook, app_key)  # the app went with everything else
         wait_until(lambda: push(master.url, app_key, "c", "e", "after").ok, 15)
         message = client.recv_json(timeout=10)
         assert message["offset"] == 1, "a new numbering reaches the connected client as it comes"

@@ -49,7 +49,7 @@ def push(app_key: str, channel: str, event: str) -> Any:
     publication = Publication.create(channel, event, data_parameter())
     positions = publish([(pubsub_channel(app_key, channel), publication)], numbered_for=app)
     # The answer is what clients receive: with history, the payload with its offset.
-    body = publication.payload if not positions else publication.head + b',"offset":%d}' % positions[0][0]
+    body = publication.payload if not positions else publication.numbered_payload(positions[0][0])
     return current_app.response_class(body, mimetype="application/json")
 
 

@@ -96,11 +96,16 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
 MAX_HISTORY_SIZE = 100_000
 
 
+def is_positive_whole(text: str) -> bool:
+    """Whether a hash field holds a whole number ≥ 1 in ASCII digits (`"²"` is a digit to `isdigit`)."""
+    return text.isascii() and text.isdigit() and int(text) >= 1
+
+
 def history_policy(size: str, ttl: str) -> HistoryPolicy | None:
     """The app's history when both fields are whole numbers ≥ 1 (SPEC), else None (the seed's behaviour).
 
     `history_size` is capped at `MAX_HISTORY_SIZE` messages per channel.
     """
-    if not all(v.isascii() and v.isdigit() for v in (size, ttl)) or min(int(size), int(ttl)) < 1:
+    if not (is_positive_whole(size) and is_positive_whole(ttl)):
         return None
     return HistoryPolicy(min(int(size), MAX_HISTORY_SIZE), int(ttl))

@@ -61,6 +61,10 @@ class Publication:
         """The payload without its closing brace: the history script appends `,"offset":N}`."""
         return self.payload[:-1]
 
+    def numbered_payload(self, offset: int) -> bytes:
+        """The payload as the history script publishes and keeps it, with its `offset` (SPEC)."""
+        return self.head + b',"offset":%d}' % offset
+
     @classmethod
     def create(cls, channel: str, event: str, data: Any, socket: str = "", control: str = "") -> Publication:
         """The message a push publishes, its payload encoded once, in the seed's key order.

@@ -35,6 +35,7 @@ from gusher.core.registry import Registry
 from gusher.edge.connection import Connection, RawSocket, SocketContext
 from gusher.edge.continuity import Continuity
 from gusher.edge.session import Session
+from gusher.edge.settling import Settling
 from gusher.edge.tasks import TaskPool
 from gusher.errors import BackendUnavailable
 from gusher.keys import (
@@ -50,8 +51,6 @@ from gusher.wire.base import ClientProtocol, Disconnect, Position, Subscribe
 # Yield to the event loop after this many sends, so that a huge fan-out never
 # starves the worker's heartbeat or its gunicorn watchdog (FACTS).
 _SENDS_PER_YIELD = 4096
-# How long a caught-up connection may still receive late copies of its replay (`Hub._settle`).
-_SETTLE_SECONDS = 2.0
 
 
 class Hub:
@@ -98,10 +97,10 @@ class Hub:
         self._ready: dict[str, gevent.event.Event] = {}  # keys subscribes wait on
         # History subscribes being caught up: their live messages, buffered until the replay is sent.
         self._catching_up: dict[str, dict[Connection, list[Publication]]] = {}
-        # Caught-up connections that must still skip copies of what their replay held (`_settle`).
-        self._fresh: dict[str, dict[Connection, list[int]]] = {}
         # Numbered keys followed across pub/sub gaps and reconnects.
         self.continuity = Continuity(history, metrics, settings.max_recovered_messages, self._caught_up)
+        # Caught-up connections that still skip late copies of what their replay held.
+        self.settling: Settling[Connection] = Settling(self.continuity.live_offset)
         self.subscriber.want(self.worker_key)
 
     # -- sessions ----------------------------------------------------------------
@@ -300,62 +299,23 @@ class Hub:
             position = max([position, *(p.offset for p in rest)])
         if conn.is_open:
             self.registries[session.protocol].subscribe(key, conn)
-            self._settle(key, conn, position, kept.offset)
+            self.settling.start(key, conn, position, kept.offset)
             self.continuity.follow(key, policy, kept.offset, kept.epoch)
         return ""
 
-    def _settle(self, key: str, conn: Connection, position: int, top: int) -> None:
-        """Skip the late copies of what the replay held, until the live stream passes `top`.
-
-        The history read can answer before Redis has handed this worker the
-        last messages it counted (they are published inside the same script),
-        so a copy of offset ≤ `top` may still arrive after the connection is
-        registered. Until this worker has received offset `top` (or after
-        `_SETTLE_SECONDS`, for messages published before it subscribed, which
-        never arrive), the fan-out sends this connection only what is newer
-        than it has.
-        """
-        if self.continuity.live_offset(key) >= top:
-            return  # everything up to `top` reached this worker already: nothing late can come
-        state = self._fresh.setdefault(key, {})[conn] = [position, top]
-        gevent.spawn_later(_SETTLE_SECONDS, self._settled, key, conn, state)
-
-    def _settled(self, key: str, conn: Connection, state: list[int]) -> None:
-        fresh = self._fresh.get(key)
-        if fresh is not None and fresh.get(conn) is state:  # not a later subscribe's
-            del fresh[conn]
-            if not fresh:
-                del self._fresh[key]
-
-    def _to_fresh(
-        self, key: str, publications: list[Publication], fresh: dict[Connection, list[int]]
-    ) -> None:
-        """The fan-out for connections still settling: only what is newer than they have."""
-        for conn, state in list(fresh.items()):
-            session = self.sessions.get(conn)
-            if (
-                session is None
-                or not conn.is_open
-                or not self.registries[session.protocol].is_subscribed(key, conn)
-            ):
-                del fresh[conn]  # gone, or unsubscribed meanwhile
-                continue
-            position, top = state
-            settled, newer = False, []
-            for publication in publications:  # once the live stream reached `top`: everything
-                offset = publication.offset
-                if settled or not offset or offset > position:
-                    newer.append(publication)
-                    position = max(position, offset)
-                settled = settled or offset >= top
-            if newer:
-                conn.send(b"".join(session.protocol.publication(p) for p in newer))
-                self.metrics.deliveries += len(newer)
-            state[0] = position
-            if settled:
-                del fresh[conn]  # the live stream has passed what the replay held
-        if not fresh:
-            self._fresh.pop(key, None)
+    def _send_settling(self, key: str, conn: Connection, publications: list[Publication]) -> bool:
+        """`Settling.deliver`'s send: False once `conn` is gone or no longer subscribed to `key`."""
+        session = self.sessions.get(conn)
+        if (
+            session is None
+            or not conn.is_open
+            or not self.registries[session.protocol].is_subscribed(key, conn)
+        ):
+            return False
+        if publications:
+            conn.send(b"".join(session.protocol.publication(p) for p in publications))
+            self.metrics.deliveries += len(publications)
+        return True
 
     def _replay(self, session: Session, publications: list[Publication]) -> int | None:
         """Send `publications` without ever queueing more than half the output bound; the last offset.
@@ -450,7 +410,7 @@ class Hub:
     def _caught_up(self, key: str, publications: list[Publication], renumbered: bool) -> None:
         """What a catch-up read back (`Continuity`), to every subscriber; a new numbering to all of it."""
         if renumbered:
-            self._fresh.pop(key, None)  # their offsets belong to the old numbering
+            self.settling.end(key)  # their offsets belong to the old numbering
         self._fan_out(key, publications)
 
     def _fan_out(self, key: str, publications: list[Publication], sends: int = 0) -> int:
@@ -463,11 +423,11 @@ class Hub:
         if catching_up:
             for buffer in catching_up.values():
                 buffer.extend(publications)
-        fresh = self._fresh.get(key)
+        settling = self.settling.of(key)
         for protocol, registry in self.registries.items():
             subscribers = registry.subscribers(key)
-            if fresh:
-                subscribers = tuple(conn for conn in subscribers if conn not in fresh)
+            if settling:
+                subscribers = tuple(conn for conn in subscribers if conn not in settling)
             if not subscribers:
                 continue
             encoded = [protocol.publication(publication) for publication in publications]
@@ -478,8 +438,8 @@ class Hub:
             if sends >= _SENDS_PER_YIELD:
                 sends = 0
                 gevent.sleep(0)
-        if fresh:
-            self._to_fresh(key, publications, fresh)
+        if settling:
+            self.settling.deliver(key, publications, lambda conn, pubs: self._send_settling(key, conn, pubs))
         return sends
 
     def _with_controls(self, key: str, publications: list[Publication]) -> None:
