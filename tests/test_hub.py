@@ -487,3 +487,14 @@ def test_after_a_reconnect_a_new_numbering_is_delivered_from_its_start(worker: W
     assert [m["offset"] for m in peer.messages()] == [1, 2]
     worker.hub.on_publications([("app@c", numbered("c", 3))])
     assert [m["offset"] for m in peer.messages()] == [3]
+
+
+def test_after_a_catch_up_late_copies_of_what_it_read_are_skipped(worker: Worker) -> None:
+    """The catch-up's read counted 4 and 5 whose pub/sub copies arrive after it: never twice."""
+    peer = _subscribed_to_history(worker, 3)
+    worker.history.add("app@c", "c", 4, 5)
+    worker.hub.on_ready("app@c")
+    assert [m["offset"] for m in peer.messages()] == [4, 5]
+    worker.hub.on_publications([("app@c", numbered("c", 4)), ("app@c", numbered("c", 5))])
+    worker.hub.on_publications([("app@c", numbered("c", 6))])
+    assert [m["offset"] for m in peer.messages()] == [6]

@@ -28,6 +28,7 @@ from gusher.broker.base import HistoryStore
 from gusher.core.history import HistoryPolicy, merge
 from gusher.core.metrics import Metrics
 from gusher.core.publication import Publication
+from gusher.edge.settling import SETTLE_SECONDS, newer
 from gusher.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Continuity:
         self._policies: dict[str, HistoryPolicy] = {}  # keys with a history subscriber here
         self._epochs: dict[str, str] = {}  # the numbering those offsets belong to
         self._repairing: dict[str, list[Publication]] = {}
+        self._late: dict[str, list[int]] = {}  # key → [position, top] after a catch-up (`newer`)
         self._reads = gevent.lock.BoundedSemaphore(_CONCURRENT_READS)
 
     def live_offset(self, key: str) -> int:
@@ -76,6 +78,7 @@ class Continuity:
         self._read_tops.pop(key, None)
         self._policies.pop(key, None)
         self._epochs.pop(key, None)
+        self._late.pop(key, None)
 
     def on_ready(self, key: str) -> None:
         """The broker carries `key` (again): what was published while it did not is read back."""
@@ -89,6 +92,11 @@ class Continuity:
         if buffer is not None:
             buffer.extend(publications)
             return None
+        late = self._late.get(key)
+        if late is not None:  # after a catch-up: its messages' own pub/sub copies may still come
+            publications, late[0], settled = newer(late[0], late[1], publications)
+            if settled:
+                del self._late[key]
         known = last = self._offsets.get(key, 0)
         for publication in publications:
             offset = publication.offset
@@ -143,5 +151,14 @@ class Continuity:
         numbered = [p.offset for p in out if p.offset]
         if numbered:
             self._offsets[key] = numbered[-1]
+            if kept is not None:
+                # The read counted messages whose pub/sub copies may arrive after it, as for a
+                # resuming connection (`gusher.edge.settling`): skip them until the stream passes.
+                state = self._late[key] = [numbered[-1], kept.offset]
+                gevent.spawn_later(SETTLE_SECONDS, self._settled, key, state)
         if out:
             self._deliver(key, out, renumbered)
+
+    def _settled(self, key: str, state: list[int]) -> None:
+        if self._late.get(key) is state:
+            del self._late[key]
