@@ -26,7 +26,16 @@ $(JS_STAMP): clients/js/package.json clients/js/package-lock.json
 		npm ci --prefix clients/js --no-audit --no-fund --silent && touch $(JS_STAMP); \
 	else echo "npm not found: the JavaScript client's Node tests will be skipped"; fi
 
-test: $(STAMP) $(JS_STAMP)
+# The real Pusher libraries (pusher-js, laravel-echo, the `pusher` server SDK) the Pusher
+# compatibility tests drive (issue 13); their tests skip without npm (not under GUSHER_CI).
+PUSHER_STAMP := tests/pusher/node_modules/.installed
+
+$(PUSHER_STAMP): tests/pusher/package.json tests/pusher/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/pusher --no-audit --no-fund --silent && touch $(PUSHER_STAMP); \
+	else echo "npm not found: the Pusher libraries' Node tests will be skipped"; fi
+
+test: $(STAMP) $(JS_STAMP) $(PUSHER_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -15,6 +15,8 @@ USER_PREFIX = "gusher:user:"
 PRESENCE_PREFIX = "gusher:presence:"
 HISTORY_PREFIX = "gusher:history:"
 HISTORY_META_PREFIX = "gusher:history-meta:"
+MEMBERS_PREFIX = "gusher:members:"
+CACHE_PREFIX = "gusher:cache:"
 SLAVES_INDEX = "gusher:slaves"
 SLAVE_PREFIX = "gusher:slave:"
 
@@ -132,3 +134,28 @@ def is_targetable_user(user_id: str) -> bool:
 def history_keys(pubsub: str) -> tuple[str, str]:
     """The stream and the meta hash of a history channel, by its pub/sub key `{app_key}@{channel}`."""
     return HISTORY_PREFIX + pubsub, HISTORY_META_PREFIX + pubsub
+
+
+def members_keys(pubsub: str) -> tuple[str, str, str]:
+    """A Pusher presence channel's hashes, by its pub/sub key: members (user id → user info),
+    connection counts (user id → n) and connections (`{worker}.{number}` → user id)."""
+    tagged = "{" + pubsub + "}"  # one hash slot for the three (Redis Cluster, issue 14)
+    return MEMBERS_PREFIX + tagged, MEMBERS_PREFIX + "n:" + tagged, MEMBERS_PREFIX + "c:" + tagged
+
+
+def worker_members_key(worker: int) -> str:
+    """The set of `{pubsub key} {socket id}` a slave worker joined to presence channels (crash sweep)."""
+    return f"{MEMBERS_PREFIX}worker:{worker}"
+
+
+MEMBER_WORKERS = MEMBERS_PREFIX + "workers"  # the set of workers with presence members
+
+
+def worker_alive_key(worker: int) -> str:
+    """Exists while a slave worker with presence members lives (refreshed by its heartbeat)."""
+    return f"{MEMBERS_PREFIX}alive:{worker}"
+
+
+def cache_key(pubsub: str) -> str:
+    """The last event of a Pusher cache channel (`cache-…`, `private-cache-…`, …), by its pub/sub key."""
+    return CACHE_PREFIX + pubsub

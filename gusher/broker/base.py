@@ -30,7 +30,7 @@ cannot be reached, never a library's own error.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from gusher.core.apps import AppConfig
 from gusher.core.history import ChannelHistory, HistoryPolicy
@@ -141,6 +141,43 @@ class HistoryStore(Protocol):
         messages with an offset above `since`, oldest first."""
 
 
+class MemberStore(Protocol):
+    """Pusher presence members (gusher.broker.members): exact across slaves, swept after a crash."""
+
+    def join(
+        self,
+        key: str,
+        socket_id: str,
+        worker: int,
+        user_id: str,
+        user_info: bytes,
+        max_members: int,
+        added: bytes,
+    ) -> dict[str, Any] | None:
+        """Make `socket_id` a member of the presence channel `key`; its members, or None when full.
+
+        `added` (the `member_added` payload) is published when it is the user's first connection.
+        """
+
+    def leave(self, key: str, socket_id: str, worker: int) -> bool:
+        """`socket_id` leaves `key`; `member_removed` is published when it was the user's last."""
+
+    def members(self, key: str) -> dict[str, Any]:
+        """The members of presence channel `key`: user id → user info."""
+
+    def count(self, key: str) -> int:
+        """How many users are members of presence channel `key`."""
+
+    def keep_alive(self, worker: int, ttl: float) -> bool:
+        """Refresh the worker's liveness for `ttl` seconds; False when it had lapsed."""
+
+    def sweep(self, skip: int) -> int:
+        """Remove the members of every other worker whose liveness lapsed; how many left."""
+
+    def stop(self, worker: int, joined: Iterable[tuple[str, str]]) -> None:
+        """A clean stop: each (key, socket id) leaves and the worker's records go."""
+
+
 class Broker(Protocol):
     """One process's way to the broker: publish, subscribe, and gusher's records."""
 
@@ -156,11 +193,20 @@ class Broker(Protocol):
     def history(self) -> HistoryStore:
         """Channel histories."""
 
+    @property
+    def members(self) -> MemberStore:
+        """Pusher presence channels' members."""
+
+    def cached(self, key: str) -> bytes | None:
+        """The last payload published on a Pusher cache channel's key, if it is still kept."""
+
     def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
         """Publish each publication on its key, in order; several at once are all or nothing.
 
         With `history` (the app's policy), each is numbered and kept too, and
-        its (offset, epoch) returned; without it, nothing is returned.
+        its (offset, epoch) returned; without it, nothing is returned. The
+        last message of a Pusher cache channel (`gusher.core.pusher.is_cache`)
+        is kept for `cached`.
         """
 
     def live_keys(self, prefix: str) -> list[str]:

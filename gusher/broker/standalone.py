@@ -9,11 +9,14 @@ from gusher.broker.base import Routed
 from gusher.broker.client import command_client, translate_errors
 from gusher.broker.coalesce import Coalescer
 from gusher.broker.history import RedisHistory
+from gusher.broker.members import RedisMembers
 from gusher.broker.status import RedisStatus
 from gusher.broker.subscriber import RedisSubscriber
 from gusher.config import Settings
 from gusher.core.history import HistoryPolicy
 from gusher.core.metrics import Metrics
+from gusher.core.pusher import CACHE_SECONDS, is_cache
+from gusher.keys import cache_key
 
 # What Redis's glob treats specially; a literal prefix escapes each with a backslash.
 _GLOB_SPECIAL = frozenset("\\*?[]^")
@@ -29,6 +32,7 @@ class RedisBroker:
         self.status = RedisStatus(self.client)
         self._coalescer = Coalescer(self.client)
         self.history = RedisHistory(self.client, settings.history_meta_ttl, self._coalescer)
+        self.members = RedisMembers(self.client)
 
     def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
         """One PUBLISH, or several in one MULTI/EXEC: all of them or none.
@@ -38,10 +42,14 @@ class RedisBroker:
         gusher client does; with `history`, the same JSON with its `offset`
         (`gusher.broker.history`).
         """
+        cached = [(key, p) for key, p in items if p.is_common and not p.control and is_cache(p.channel)]
         if history is not None:
-            return self.history.publish(items, history)
+            positions = self.history.publish(items, history)
+            if cached:
+                self._keep_cached(cached)
+            return positions
         with translate_errors():
-            if len(items) == 1:
+            if len(items) == 1 and not cached:
                 key, publication = items[0]
                 if self._coalescer.active:
                     self._coalescer.call(lambda pipe: pipe.publish(key, publication.payload))
@@ -51,8 +59,23 @@ class RedisBroker:
             pipe = self.client.pipeline(transaction=True)
             for key, publication in items:
                 pipe.publish(key, publication.payload)
+            for key, publication in cached:
+                pipe.set(cache_key(key), publication.client_payload, ex=CACHE_SECONDS)
             pipe.execute()
         return []
+
+    def _keep_cached(self, cached: list[Routed]) -> None:
+        with translate_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for key, publication in cached:
+                pipe.set(cache_key(key), publication.client_payload, ex=CACHE_SECONDS)
+            pipe.execute()
+
+    def cached(self, key: str) -> bytes | None:
+        """The last payload of a cache channel, kept `CACHE_SECONDS` after it was published."""
+        with translate_errors():
+            value = self.client.get(cache_key(key))
+        return value.encode() if isinstance(value, str) else value
 
     def live_keys(self, prefix: str) -> list[str]:
         """PUBSUB CHANNELS for `prefix*`, the prefix's glob characters escaped.

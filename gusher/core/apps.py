@@ -29,6 +29,9 @@ class AppConfig:
         jwt_key: HS256 secret or RS256 PEM public key; set = clients use JWTs, no webhook.
         has_secret_field: the hash has a `secret` field, even a blank one.
         history: what of each channel is kept (`history_size` and `history_ttl`), else None.
+        app_id: Pusher's app id; when set, the Pusher HTTP API's `/apps/{app_id}` must equal it.
+        client_events: Pusher client events (`client-*`) are relayed (`client_events` = `1`/`true`).
+        events_url: where Pusher-format webhooks (channel_occupied, member_added, …) are POSTed.
 
     `secret` and `jwt_key` are decoded losslessly (`surrogateescape`): a binary
     secret keeps all of its bytes as HMAC key, where a lossy decode would turn
@@ -42,6 +45,9 @@ class AppConfig:
     jwt_key: str = field(default="", repr=False)
     has_secret_field: bool = False
     history: HistoryPolicy | None = None
+    app_id: str = ""
+    client_events: bool = False
+    events_url: str = ""
 
     @property
     def is_secured(self) -> bool:
@@ -90,7 +96,13 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
         text("jwt_key", "surrogateescape"),
         has_secret_field=b"secret" in fields,
         history=history_policy(text("history_size"), text("history_ttl")),
+        app_id=text("app_id"),
+        client_events=text("client_events").lower() in _TRUE,
+        events_url=text("events_url"),
     )
+
+
+_TRUE = ("1", "true", "yes", "on")
 
 
 MAX_HISTORY_SIZE = 100_000

@@ -26,10 +26,19 @@ from gusher.core import exactjson
 # Routing fields (see `Publication.create`).
 SOCKET_FIELD = "gusher_socket"
 CONTROL_FIELD = "gusher_control"
+# The one connection a channel message skips (Pusher's `socket_id` exclusion; issue 13).
+EXCEPT_FIELD = "gusher_except"
+# Who sent a client event on a presence channel (Pusher's top-level `user_id`; issue 13).
+USER_ID_FIELD = "user_id"
 # The number of a message in its channel's history (SPEC: the one field history adds).
 OFFSET_FIELD = "offset"
 # The control of a message that changes a user's allowed channels (gusher.api.pushes, gusher.edge.hub).
 CHANNELS_CONTROL = "channels"
+# The control of a presence channel's member_added / member_removed: only Pusher clients see it.
+MEMBER_CONTROL = "member"
+# The control of a message on a user's channel that closes every connection of the user (Pusher's
+# terminate_connections; Pusher clients get the close code 4009).
+TERMINATE_CONTROL = "terminate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,8 @@ class Publication:
         socket: `{app_key}@{number}` of the one connection a socket push is for, else "".
         control: what the slaves do with the message before delivering it, else "".
         offset: its number in the channel's history (issue 12), else 0.
+        exclude: the socket id (`{worker}.{number}`) that does not receive it, else "".
+        user_id: the sender of a client event on a presence channel, else "".
     """
 
     channel: str
@@ -55,6 +66,8 @@ class Publication:
     socket: str = ""
     control: str = ""
     offset: int = 0
+    exclude: str = ""
+    user_id: str = ""
 
     @property
     def head(self) -> bytes:
@@ -66,21 +79,49 @@ class Publication:
         return self.head + b',"offset":%d}' % offset
 
     @classmethod
-    def create(cls, channel: str, event: str, data: Any, socket: str = "", control: str = "") -> Publication:
+    def create(
+        cls,
+        channel: str,
+        event: str,
+        data: Any,
+        socket: str = "",
+        control: str = "",
+        exclude: str = "",
+        user_id: str = "",
+    ) -> Publication:
         """The message a push publishes, its payload encoded once, in the seed's key order.
 
         Routing fields ride along only on the messages that need them, and
         clients never see them: `socket` (`{app_key}@{number}`) on a push to
         one socket (it travels on its worker's channel), `control` on a
         message the slaves act on before delivering it (`"channels"`: a user's
-        allowed channels change).
+        allowed channels change; `"member"`: a presence member came or went),
+        `exclude` on a channel message one connection must not receive (the
+        sender of a client event, or the `socket_id` a Pusher trigger names).
+        `user_id` is Pusher's field of a presence client event: clients see it.
         """
         message = {"channel": channel, "event": event, "data": data}
         if socket:
             message[SOCKET_FIELD] = socket
         if control:
             message[CONTROL_FIELD] = control
-        return cls(channel, event, data, exactjson.dumps(message), socket, control)
+        if exclude:
+            message[EXCEPT_FIELD] = exclude
+        if user_id:
+            message[USER_ID_FIELD] = user_id
+        return cls(channel, event, data, exactjson.dumps(message), socket, control, 0, exclude, user_id)
+
+    @property
+    def client_payload(self) -> bytes:
+        """The payload a gusher client receives: as published, less a routing `exclude`."""
+        if not self.exclude:
+            return self.payload
+        message: dict[str, Any] = {"channel": self.channel, "event": self.event, "data": self.data}
+        if self.user_id:
+            message[USER_ID_FIELD] = self.user_id
+        if self.offset:
+            message[OFFSET_FIELD] = self.offset
+        return exactjson.dumps(message)
 
     @classmethod
     def parse(cls, payload: bytes) -> Publication | None:
@@ -103,7 +144,8 @@ class Publication:
             channel, event = message.get("channel"), message.get("event")
             if isinstance(channel, str) and isinstance(event, str) and event and "data" in message:
                 socket, control = message.get(SOCKET_FIELD), message.get(CONTROL_FIELD)
-                offset = message.get(OFFSET_FIELD)
+                offset, exclude = message.get(OFFSET_FIELD), message.get(EXCEPT_FIELD)
+                user_id = message.get(USER_ID_FIELD)
                 return cls(
                     channel,
                     event,
@@ -112,6 +154,8 @@ class Publication:
                     socket if isinstance(socket, str) else "",
                     control if isinstance(control, str) else "",
                     offset if isinstance(offset, int) and not isinstance(offset, bool) and offset > 0 else 0,
+                    exclude if isinstance(exclude, str) else "",
+                    user_id if isinstance(user_id, str) else "",
                 )
         return cls("", "", None, payload)
 
