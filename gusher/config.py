@@ -39,6 +39,14 @@ class Settings:
     webhook_max_body: int = 65536
     webhook_concurrency: int = 64
     webhook_concurrency_per_app: int = 32
+    # Pusher-format webhooks to an app's events_url (issue 13): Pusher wants a 2xx within 4 s
+    # and retries for 5 minutes; bounded per app (events), in all (bytes) and in flight.
+    pusher_webhook_timeout: float = 4.0
+    pusher_webhook_retry_seconds: float = 300.0
+    pusher_webhook_batch: int = 20
+    pusher_webhook_queue_per_app: int = 1000
+    pusher_webhook_queue_bytes: int = 16 * 1024 * 1024
+    pusher_webhook_concurrency: int = 16
     app_cache_seconds: float = 1.0
     redis_max_connections: int = 16
     max_message_size: int = 65536
@@ -69,6 +77,8 @@ class Settings:
     # long a channel's numbering (epoch, latest offset) outlives its last publish.
     max_recovered_messages: int = 300
     history_meta_ttl: int = 30 * 24 * 3600
+    # Pusher compatibility (issue 13): members of one presence channel (Pusher's limit is 100).
+    presence_max_members: int = 100
 
     @property
     def redis_url(self) -> str:
@@ -194,3 +204,5 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("GUSHER_HISTORY_META_TTL must be at least 1 second")
     if settings.max_push_channels < 1 or settings.max_batch_events < 1:
         raise ConfigError("GUSHER_MAX_PUSH_CHANNELS and GUSHER_MAX_BATCH_EVENTS must be at least 1")
+    if settings.pusher_webhook_batch < 1 or settings.pusher_webhook_concurrency < 1:
+        raise ConfigError("GUSHER_PUSHER_WEBHOOK_BATCH and GUSHER_PUSHER_WEBHOOK_CONCURRENCY must be at least 1")

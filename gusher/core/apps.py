@@ -29,6 +29,8 @@ class AppConfig:
         jwt_key: HS256 secret or RS256 PEM public key; set = clients use JWTs, no webhook.
         has_secret_field: the hash has a `secret` field, even a blank one.
         history: what of each channel is kept (`history_size` and `history_ttl`), else None.
+        pusher: Pusher clients may connect at `/app/{app_key}` (`pusher` = `1`/`true`): opt-in,
+            since a Pusher client needs no webhook to subscribe to the app's public channels.
         app_id: Pusher's app id; when set, the Pusher HTTP API's `/apps/{app_id}` must equal it.
         client_events: Pusher client events (`client-*`) are relayed (`client_events` = `1`/`true`).
         events_url: where Pusher-format webhooks (channel_occupied, member_added, …) are POSTed.
@@ -45,6 +47,7 @@ class AppConfig:
     jwt_key: str = field(default="", repr=False)
     has_secret_field: bool = False
     history: HistoryPolicy | None = None
+    pusher: bool = False
     app_id: str = ""
     client_events: bool = False
     events_url: str = ""
@@ -96,6 +99,7 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
         text("jwt_key", "surrogateescape"),
         has_secret_field=b"secret" in fields,
         history=history_policy(text("history_size"), text("history_ttl")),
+        pusher=text("pusher").lower() in _TRUE,
         app_id=text("app_id"),
         client_events=text("client_events").lower() in _TRUE,
         events_url=text("events_url"),

@@ -29,6 +29,11 @@ COUNTERS = {
     "recoveries": "resuming subscribes (history) that got every missed message",
     "recoveries_failed": "resuming subscribes (history) told recovered: false",
     "history_catchups": "history channels read back after a pub/sub gap or reconnect",
+    "pusher_webhook_events_sent": "Pusher webhook events delivered (their POST answered 2xx)",
+    "pusher_webhook_failures": "Pusher webhook POSTs that failed (connection, timeout, non-2xx)",
+    "pusher_webhook_events_expired": "Pusher webhook events given up: retried too long, or held at stop",
+    "pusher_webhook_events_dropped": "Pusher webhook events dropped: a queue was full, or unencodable",
+    "pusher_webhook_events_skipped": "Pusher webhook events not queued: the app has no events_url or secret",
     "connections_total": "connections accepted since start",
     "handshakes_refused_request": "handshakes refused as malformed (400, 426)",
     "handshakes_refused_auth": "handshakes refused: no auth, unknown app, token or webhook said no (401)",
@@ -37,6 +42,8 @@ COUNTERS = {
     "pushes": "push requests the master answered 200",
     "pushes_refused": "push requests the master refused (4xx)",
     "publications": "messages the master published",
+    "client_events": "Pusher client events relayed",
+    "handshakes_refused_pusher": "Pusher connections refused with a 4xxx close (unknown app, full, …)",
 }
 
 # Upper bounds (seconds) of the histograms' buckets; one more bucket holds the rest (+Inf).
@@ -83,6 +90,11 @@ class Metrics:
     recoveries: int
     recoveries_failed: int
     history_catchups: int
+    pusher_webhook_events_sent: int
+    pusher_webhook_failures: int
+    pusher_webhook_events_expired: int
+    pusher_webhook_events_dropped: int
+    pusher_webhook_events_skipped: int
     connections_total: int
     handshakes_refused_request: int
     handshakes_refused_auth: int
@@ -91,6 +103,8 @@ class Metrics:
     pushes: int
     pushes_refused: int
     publications: int
+    client_events: int
+    handshakes_refused_pusher: int
 
     def __init__(self) -> None:
         for name in COUNTERS:

@@ -69,6 +69,12 @@ def is_channel_name(channel: str) -> bool:
     return bool(CHANNEL_NAME.match(channel))
 
 
+def is_user_channel(channel: str) -> bool:
+    """`#server-to-user-{user id}`: what pusher-js subscribes to once signed in."""
+    user = channel[len(USER_CHANNEL_PREFIX) :]
+    return channel.startswith(USER_CHANNEL_PREFIX) and 0 < len(user) <= MAX_USER_ID_LENGTH
+
+
 def sign(secret: str, text: str) -> str:
     """hex HMAC-SHA256 of `text` with the app's `secret`."""
     key = secret.encode("utf-8", "surrogateescape")

@@ -124,8 +124,8 @@ class Connection:
         The hot path of every reply: one non-blocking `send` syscall when
         nothing is queued, an append otherwise.
         """
-        if self.state != OPEN:
-            return
+        if self.state != OPEN or not data:
+            return  # b"": a reply the protocol does not send (Pusher acknowledges no unsubscribe)
         self._write(data)
 
     @property

@@ -15,7 +15,8 @@ from typing import Any
 from gusher.broker.apps import AppCache
 from gusher.core.identity import Identity
 from gusher.edge.webhook import Authenticator
-from gusher.errors import AuthError, Forbidden, HandshakeError, InvalidName, UnknownApp
+from gusher.errors import AuthError, BackendUnavailable, Forbidden, HandshakeError, InvalidName, UnknownApp
+from gusher.wire import pusher
 
 
 def check_upgrade(environ: Mapping[str, Any]) -> None:
@@ -96,3 +97,31 @@ def authenticate(
 
         return tokens.verify(auth, app.jwt_key)
     return authenticator.authenticate(app.url, auth, app_key, remote, app.secret)
+
+
+# Pusher protocol versions pusher-js speaks (7 since pusher-js 2.x); 4007 for others, as Pusher.
+PUSHER_PROTOCOLS = ("5", "6", "7")
+
+
+def pusher_refusal(
+    apps: AppCache, app_key: str, version: str | None, origin: str | None
+) -> tuple[int, str] | None:
+    """Why a Pusher client may not connect, as the close code pusher-js acts on, or None.
+
+    Pusher refuses after the upgrade, with `pusher:error` and a close code
+    (wave2 §1.4), never with an HTTP status: pusher-js gives up on 4001-4099
+    but retries anything else, an HTTP 401 included.
+    """
+    if version is not None and version not in PUSHER_PROTOCOLS:
+        return 4007, f"unsupported protocol version {version[:20]!r} (this server speaks 7)"
+    try:
+        app = apps.load(app_key)
+    except (UnknownApp, InvalidName):
+        return pusher.APP_NOT_FOUND, f"App key {app_key[:100]} does not exist"
+    except BackendUnavailable:
+        return pusher.OVER_CAPACITY, "redis unavailable, try again"
+    if not app.pusher:
+        return pusher.APP_DISABLED, "the Pusher protocol is not enabled for this app (its `pusher` field)"
+    if not app.allows_origin(origin):
+        return pusher.UNAUTHORIZED, "origin not allowed for this app"
+    return None

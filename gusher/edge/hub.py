@@ -20,6 +20,7 @@ from __future__ import annotations
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -30,11 +31,11 @@ from gusher.config import Settings
 from gusher.core.history import HistoryPolicy, is_recoverable, merge
 from gusher.core.identity import MAX_ALLOWED_CHANNELS, Identity
 from gusher.core.metrics import Metrics
-from gusher.core.publication import CHANNELS_CONTROL, Publication
+from gusher.core.publication import CHANNELS_CONTROL, MEMBER_CONTROL, TERMINATE_CONTROL, Publication
 from gusher.core.registry import Registry
 from gusher.edge.connection import Connection, RawSocket, SocketContext
 from gusher.edge.continuity import Continuity
-from gusher.edge.session import Session
+from gusher.edge.session import PusherHandler, Session
 from gusher.edge.settling import Settling
 from gusher.edge.tasks import TaskPool
 from gusher.errors import BackendUnavailable
@@ -43,10 +44,14 @@ from gusher.keys import (
     USER_PREFIX,
     is_targetable_user,
     pubsub_channel,
+    split_pubsub_channel,
     user_channel,
     worker_channel,
 )
 from gusher.wire.base import ClientProtocol, Disconnect, Position, Subscribe
+
+# The `skip` of a fan-out whose excluded socket lives on another worker.
+_NOBODY: Any = object()
 
 # Yield to the event loop after this many sends, so that a huge fan-out never
 # starves the worker's heartbeat or its gunicorn watchdog (FACTS).
@@ -101,6 +106,9 @@ class Hub:
         self.continuity = Continuity(history, metrics, settings.max_recovered_messages, self._caught_up)
         # Caught-up connections that still skip late copies of what their replay held.
         self.settling: Settling[Connection] = Settling(self.continuity.live_offset)
+        # Pusher's private, presence, cache and user channels, client events and sign-in
+        # (gusher.edge.pusher_channels), set by the worker's services; None serves no Pusher client.
+        self.pusher: PusherHandler | None = None
         self.subscriber.want(self.worker_key)
 
     # -- sessions ----------------------------------------------------------------
@@ -143,9 +151,12 @@ class Hub:
         self.handshakes -= 1
 
     def forget(self, session: Session) -> None:
-        """Stop delivering to `session`: drop its subscriptions."""
+        """Stop delivering to `session`: drop its subscriptions (and its presence memberships)."""
         for key in self.registries[session.protocol].detach(session.conn):
             self._release_if_unused(key)
+        if session.pusher is not None and session.pusher.presence and self.pusher is not None:
+            for key in list(session.pusher.presence):
+                self.pusher.unsubscribed(session, split_pubsub_channel(key)[1])
 
     def discard(self, session: Session) -> None:
         """`session` released its socket; it is no longer counted."""
@@ -257,6 +268,55 @@ class Hub:
             self._release_if_unused(key)
             if conn.is_open:
                 conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
+
+    def subscribe_prepared(
+        self, session: Session, command: Subscribe, prepare: Callable[[str], tuple[str, bytes]]
+    ) -> None:
+        """Subscribe once the key is live and `prepare(key)` has run: its reply, then live messages.
+
+        `prepare` may wait on Redis (a presence join, a cache read) and
+        returns a refusal or "" with the frames that answer the subscribe.
+        What arrives on the key meanwhile is buffered for this connection
+        and sent right after those frames (less what names it in `exclude`),
+        then the registry takes over with no yield in between: nothing is
+        lost or sent before the reply.
+        """
+        conn, protocol = session.conn, session.protocol
+        key = sys.intern(pubsub_channel(session.app_key, command.channel))
+        registry = self.registries[protocol]
+        refusal = self._refusal(registry, key, conn)
+        if not refusal and conn in self._catching_up.get(key, {}):
+            refusal = "already subscribed"
+        if refusal:
+            conn.send(protocol.subscribe_refused(command, refusal, session.socket_id))
+            return
+        buffer: list[Publication] = []
+        self._catching_up.setdefault(key, {})[conn] = buffer
+        self._pending[key] = self._pending.get(key, 0) + 1
+        try:
+            ready = self.subscriber.want(key) or self._wait_ready(key)
+            if not conn.is_open:
+                refusal = "connection closed"
+            elif not ready:
+                refusal = "redis unavailable, try again"
+            else:
+                refusal, reply = prepare(key)
+                if not refusal and conn.is_open:
+                    rest = [p for p in buffer if p.exclude != session.socket_id]
+                    conn.send(reply + b"".join(protocol.publication(p) for p in rest))
+                    registry.subscribe(key, conn)
+        finally:
+            waiting = self._catching_up.get(key, {})
+            waiting.pop(conn, None)
+            if not waiting:
+                self._catching_up.pop(key, None)
+            left = self._pending.pop(key) - 1
+            if left:
+                self._pending[key] = left
+        if refusal:
+            self._release_if_unused(key)
+            if conn.is_open:
+                conn.send(protocol.subscribe_refused(command, refusal, session.socket_id))
 
     def _catch_up(self, session: Session, command: Subscribe, key: str, buffer: list[Publication]) -> str:
         """The numbered subscribe's steps once its buffer is in place; a refusal, or "" once live."""
@@ -413,11 +473,20 @@ class Hub:
             self.settling.end(key)  # their offsets belong to the old numbering
         self._fan_out(key, publications)
 
-    def _fan_out(self, key: str, publications: list[Publication], sends: int = 0) -> int:
+    def _fan_out(
+        self, key: str, publications: list[Publication], sends: int = 0, skip: Connection | None = None
+    ) -> int:
         """Every local subscriber of `key` gets `publications`, encoded once per protocol.
 
-        Returns the sends so far (the caller yields to the loop every `_SENDS_PER_YIELD`).
+        A publication that excludes a socket (`exclude`) goes out on its own,
+        past that socket if it is one of this worker's (`skip`). Returns the
+        sends so far (the caller yields to the loop every `_SENDS_PER_YIELD`).
         """
+        if skip is None and any(publication.exclude for publication in publications):
+            for publication in publications:
+                excluded = self._local_socket(publication.exclude) if publication.exclude else None
+                sends = self._fan_out(key, [publication], sends, excluded or _NOBODY)
+            return sends
         metrics = self.metrics
         catching_up = self._catching_up.get(key)
         if catching_up:
@@ -428,10 +497,14 @@ class Hub:
             subscribers = registry.subscribers(key)
             if settling:
                 subscribers = tuple(conn for conn in subscribers if conn not in settling)
+            if skip is not None and skip in subscribers:
+                subscribers = tuple(conn for conn in subscribers if conn is not skip)
             if not subscribers:
                 continue
             encoded = [protocol.publication(publication) for publication in publications]
             data = encoded[0] if len(encoded) == 1 else b"".join(encoded)
+            if not data:
+                continue  # nothing this protocol delivers (a member event to gusher clients)
             Connection.send_to_all(subscribers, data)
             metrics.deliveries += len(subscribers) * len(publications)
             sends += len(subscribers)
@@ -443,12 +516,25 @@ class Hub:
         return sends
 
     def _with_controls(self, key: str, publications: list[Publication]) -> None:
-        """A user's key with a control among its messages: each in turn, the control applied first."""
+        """A key with a control among its messages: each in turn, the control applied first."""
         for publication in publications:
-            if publication.control == CHANNELS_CONTROL and key.startswith(USER_PREFIX):
+            control = publication.control
+            if control == CHANNELS_CONTROL and key.startswith(USER_PREFIX):
                 self._change_channels(key, publication)
-            elif not publication.control:
+            elif control == TERMINATE_CONTROL and key.startswith(USER_PREFIX):
+                self._terminate(key)
+            elif control == MEMBER_CONTROL and not key.startswith(USER_PREFIX):
+                self._fan_out(key, [publication])  # only Pusher's protocol encodes it
+            elif not control:
                 self.on_publications([(key, publication)])
+
+    def _terminate(self, key: str) -> None:
+        """Close every connection of a user here (Pusher's terminate_connections: 4009 to pusher-js)."""
+        for registry in list(self.registries.values()):
+            for conn in registry.subscribers(key):
+                session = self.sessions.get(conn)
+                if session is not None and session.is_open:
+                    session.disconnect(Disconnect.TERMINATED)
 
     def _change_channels(self, key: str, publication: Publication) -> None:
         """A user's allowed channels change on every connection of theirs here; each is told.
@@ -488,6 +574,13 @@ class Hub:
             session.protocol.publication(Publication.create(publication.channel, publication.event, told))
         )
         self.metrics.deliveries += 1
+
+    def _local_socket(self, socket_id: str) -> Connection | None:
+        """This worker's connection named `socket_id` (`{worker}.{number}`), if it is one."""
+        worker, _, number = socket_id.partition(".")
+        if worker != str(self.worker_number) or not number.isdigit() or len(number) > 19:
+            return None
+        return self._sockets.get(int(number))
 
     def _to_sockets(self, publications: list[Publication]) -> None:
         """Pushes to one socket of this worker: to it alone, if it is of the app the push names."""

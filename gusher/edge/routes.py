@@ -1,5 +1,10 @@
 """The slave's HTTP side: the WebSocket route, the demo page and `/healthz`.
 
+`GET /app/{app_key}` speaks Pusher's protocol 7 (issue 13): malformed
+upgrades get an HTTP error, but refusals of a well-formed one (unknown app,
+a full worker) are Pusher's: `pusher:error` and a 4xxx close after the
+upgrade, which pusher-js acts on (`handshake.pusher_refusal`).
+
 `GET /ws/{app_key}?auth=…` is checked in a `before_request` (handshake
 headers, capacity, app key, the app's webhook: `gusher.edge.handshake`), so
 every refusal is an HTTP error with a JSON reason and no upgrade. Only then
@@ -25,10 +30,14 @@ from gusher.core.access import require_admin
 from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
 from gusher.edge import handshake
+from gusher.edge.pusher_channels import ANONYMOUS
 from gusher.edge.services import SlaveServices
 from gusher.errors import AuthError, BackendUnavailable, Forbidden, GusherError
 from gusher.ops import exposition
+from gusher.wire import frames
+from gusher.wire.base import ClientProtocol
 from gusher.wire.gusher import GUSHER
+from gusher.wire.pusher import OVER_CAPACITY, error_frame
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,9 @@ def _client_address(services: SlaveServices) -> str:
 @bp.before_request
 def authenticate() -> None:
     """Refuse the client before the upgrade, or keep its identity for the handler."""
+    if request.endpoint == "gusher_slave.pusher":
+        _check_pusher()
+        return
     if request.endpoint != "gusher_slave.websocket":
         return
     services = _services()
@@ -94,6 +106,28 @@ def authenticate() -> None:
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
+def _check_pusher() -> None:
+    """A malformed upgrade is an HTTP error; any other refusal waits for the upgrade (`g`)."""
+    services = _services()
+    try:
+        handshake.check_upgrade(request.environ)
+    except GusherError as exc:
+        _count_refusal(services.metrics, exc)
+        raise
+    try:
+        services.hub.reserve()
+    except BackendUnavailable as exc:
+        g.pusher_refusal = (OVER_CAPACITY, exc.reason)
+    else:
+        g.gusher_slot = True
+        app_key = (request.view_args or {}).get("app_key", "")
+        version = request.args.get("protocol")
+        g.pusher_refusal = handshake.pusher_refusal(
+            services.apps, app_key, version, request.headers.get("Origin")
+        )
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
 def _count_refusal(metrics: Metrics, error: GusherError) -> None:
     """One refused handshake, by the kind of answer it gets."""
     if isinstance(error, AuthError):
@@ -116,7 +150,31 @@ def give_back_the_slot(_: BaseException | None) -> None:
 @sock.route("/ws/<path:app_key>", bp=bp, endpoint="websocket")
 def websocket(ws: Any, app_key: str) -> None:
     """Hand the upgraded socket to the Hub; the request greenlet then ends."""
-    identity: Identity = g.gusher_identity
+    _adopt(ws, app_key, g.gusher_identity, GUSHER, g.get("gusher_history"))
+
+
+@sock.route("/app/<path:app_key>", bp=bp, endpoint="pusher")
+def pusher(ws: Any, app_key: str) -> None:
+    """A Pusher client: refused with `pusher:error` and its close code, or handed to the Hub."""
+    services = _services()
+    refusal = g.get("pusher_refusal")
+    if refusal is None:
+        _adopt(ws, app_key, ANONYMOUS, services.pusher_protocol, None)
+        return
+    code, reason = refusal
+    services.metrics.handshakes_refused_pusher += 1
+    ws.connected = False
+    raw = _socket.socket(fileno=ws.sock.detach())
+    try:
+        raw.setblocking(False)
+        raw.send(error_frame(reason, code) + frames.encode_close(code, reason))  # a few bytes: never waits
+    except OSError:
+        pass  # the client is gone already
+    finally:
+        raw.close()
+
+
+def _adopt(ws: Any, app_key: str, identity: Identity, protocol: ClientProtocol, history: Any) -> None:
     ws.connected = False  # flask-sock's close() must never write to this socket
     fd = ws.sock.detach()  # and gunicorn's close() must not close it
     raw = _socket.socket(fileno=fd)
@@ -124,7 +182,7 @@ def websocket(ws: Any, app_key: str) -> None:
     session = None
     try:
         raw.setblocking(False)
-        session = hub.attach(raw, app_key, identity, GUSHER, g.get("gusher_history"))
+        session = hub.attach(raw, app_key, identity, protocol, history)
         hub.follow_user(session)
     except Exception:
         # The upgrade is done, so no HTTP error can be sent any more: drop the

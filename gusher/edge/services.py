@@ -22,11 +22,13 @@ from gusher.config import Settings
 from gusher.core.metrics import Metrics
 from gusher.edge import keepalive
 from gusher.edge.hub import Hub
+from gusher.edge.pusher_channels import PusherChannels
 from gusher.edge.tasks import TaskPool
 from gusher.edge.webhook import Authenticator
 from gusher.ops.heartbeat import Heartbeat
 from gusher.ops.presence import Presence
 from gusher.wire.base import Disconnect
+from gusher.wire.pusher import PusherProtocol
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ class SlaveServices:
         self.pool = TaskPool(settings.command_concurrency)
         self.subscriber = self.broker.subscriber(self.metrics, min(5.0, settings.heartbeat_interval))
         self.hub = Hub(settings, self.subscriber, self.metrics, self.pool, history=self.broker.history)
+        # Pusher clients (issue 13): told to ping at the server's keep-alive interval.
+        self.pusher_protocol = PusherProtocol(int(settings.ping_interval) or 120)
+        self.pusher = PusherChannels(self.hub, self.broker, self.apps, settings.presence_max_members)
+        self.hub.pusher = self.pusher
         self.heartbeat = Heartbeat(settings, self.broker.status, self.metrics.snapshot)
         self.presence = Presence(settings.heartbeat_interval, self.broker.status, self.hub)
         self.started = False
@@ -80,6 +86,7 @@ class SlaveServices:
         self.heartbeat.start()
         self.presence.start()
         self._greenlets.append(gevent.spawn(self._sweep_forever))
+        self._greenlets.append(gevent.spawn(self.pusher.run))
         if worker is not None:
             self._greenlets.append(gevent.spawn(self._watch_worker, worker))
         log.info("slave worker services started")
@@ -89,6 +96,7 @@ class SlaveServices:
         if not self.started:
             return
         self.started = False
+        self.pusher.stop()  # presence members leave at once, before their connections close
         self.hub.close_all(Disconnect.SHUTDOWN)
         self.heartbeat.stop()
         self.presence.stop()

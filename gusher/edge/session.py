@@ -23,17 +23,52 @@ from gusher.config import Settings
 from gusher.core.history import HistoryPolicy
 from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
+from gusher.core.pusher import USER_CHANNEL_PREFIX, is_cache, needs_signature
 from gusher.edge.connection import Connection, Message, RawSocket, SocketContext
+from gusher.edge.pusher_state import PusherState
 from gusher.edge.tasks import TaskPool
 from gusher.errors import CommandError
 from gusher.wire import frames
-from gusher.wire.base import ClientProtocol, Command, Disconnect, MultiSubscribe, Ping, Subscribe, Unsubscribe
+from gusher.wire.base import (
+    ClientEvent,
+    ClientProtocol,
+    Command,
+    Disconnect,
+    MultiSubscribe,
+    Ping,
+    Signin,
+    Subscribe,
+    Unsubscribe,
+)
 
 log = logging.getLogger(__name__)
 
 
+class PusherHandler(Protocol):
+    """What a Pusher session's own commands need (gusher.edge.pusher_channels); they run as tasks."""
+
+    def subscribe(self, session: Session, command: Subscribe) -> None:
+        """A private, presence, cache or user channel: checked, joined, replied to."""
+
+    def unsubscribed(self, session: Session, channel: str) -> None:
+        """`session` left `channel` (a presence channel's member leaves)."""
+
+    def client_event(self, session: Session, command: ClientEvent) -> None:
+        """Relay a client event to the channel's other subscribers, or say why not."""
+
+    def signin(self, session: Session, command: Signin) -> None:
+        """Sign the connection in as a user, or refuse it."""
+
+
+def is_special_pusher_channel(channel: str) -> bool:
+    """A channel whose Pusher subscribe needs more than the plain path (a signature, a cache, a user)."""
+    return needs_signature(channel) or is_cache(channel) or channel.startswith(USER_CHANNEL_PREFIX)
+
+
 class SessionOwner(Protocol):
     """What a session needs of its worker (the hub)."""
+
+    pusher: PusherHandler | None
 
     settings: Settings
     metrics: Metrics
@@ -74,6 +109,7 @@ class Session:
         "history",
         "identity",
         "protocol",
+        "pusher",
         "socket_number",
     )
 
@@ -94,6 +130,8 @@ class Session:
         self.app_key = app_key
         self.identity = identity
         self.protocol = protocol
+        # Pusher's per-connection state; None for every other protocol.
+        self.pusher = PusherState() if protocol.name == "pusher" else None
         self._tokens = float(owner.settings.max_command_burst)
         self._tokens_at = time.monotonic()
         # Commands, replies and a close waiting their turn; None while no task is scheduled.
@@ -219,6 +257,17 @@ class Session:
     # -- the commands ------------------------------------------------------------
 
     def _execute(self, command: Command) -> None:
+        pusher = self._owner.pusher if self.pusher is not None else None
+        if pusher is not None:
+            if isinstance(command, Subscribe) and is_special_pusher_channel(command.channel):
+                pusher.subscribe(self, command)
+                return
+            if isinstance(command, ClientEvent):
+                pusher.client_event(self, command)
+                return
+            if isinstance(command, Signin):
+                pusher.signin(self, command)
+                return
         if isinstance(command, Subscribe):
             self._subscribe(command)
         elif isinstance(command, MultiSubscribe):
@@ -236,8 +285,14 @@ class Session:
         commands (pings, unsubscribes, subscribes to a channel the worker
         carries already) never wait.
         """
-        if isinstance(command, MultiSubscribe):
-            return False  # several channels, some of which may have to wait
+        if isinstance(command, (MultiSubscribe, ClientEvent, Signin)):
+            return False  # several channels, or Redis: a task waits for them
+        if (
+            self.pusher is not None
+            and isinstance(command, Subscribe)
+            and is_special_pusher_channel(command.channel)
+        ):
+            return False  # a signature to check against the app, Redis to ask
         if not isinstance(command, Subscribe):
             self._execute(command)  # pings and unsubscribes never wait
             return True
@@ -296,6 +351,8 @@ class Session:
 
     def _unsubscribe(self, command: Unsubscribe) -> None:
         if self._owner.unsubscribe(self, command.channel):
+            if self.pusher is not None and self._owner.pusher is not None:
+                self._owner.pusher.unsubscribed(self, command.channel)
             self.conn.send(self.protocol.unsubscribed(command, self.socket_id))
         else:
             self.conn.send(self.protocol.unsubscribe_refused(command, "not subscribed", self.socket_id))

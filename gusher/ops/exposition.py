@@ -82,6 +82,8 @@ _COUNTERS = (
     ("gusher_slow_requests", "HTTP requests cut: headers or body not in time", "slow_requests"),
     ("gusher_redis_reconnects", "pub/sub connections to Redis re-established", "redis_reconnects"),
     ("gusher_history_catchups", "history channels read back after a pub/sub gap", "history_catchups"),
+    ("gusher_client_events", "Pusher client events relayed", "client_events"),
+    ("gusher_pusher_refusals", "Pusher connections refused with a 4xxx close", "handshakes_refused_pusher"),
 )
 _GAUGES = (
     ("gusher_connections", "open WebSocket connections", "connections"),

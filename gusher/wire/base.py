@@ -28,11 +28,15 @@ class Subscribe:
     """Start receiving `channel`; `id` is the client's request id, echoed in the reply.
 
     `since` (a history channel): resume after that offset of that epoch.
+    `auth` and `channel_data` (Pusher): the app's signature of a private or
+    presence channel, and a presence member's JSON `{user_id, user_info}`.
     """
 
     id: Any
     channel: str
     since: Since | None = None
+    auth: str = ""
+    channel_data: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,24 @@ class Ping:
     id: Any
 
 
-Command = Union[Subscribe, MultiSubscribe, Unsubscribe, Ping]  # noqa: UP007 - a runtime alias on 3.10
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """A client's own event (Pusher's `client-*`) for the other subscribers of `channel`."""
+
+    channel: str
+    event: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Signin:
+    """Pusher's user sign-in: `user_data` (JSON with an `id`) signed by the app's backend."""
+
+    auth: str
+    user_data: str
+
+
+Command = Union[Subscribe, MultiSubscribe, Unsubscribe, Ping, ClientEvent, Signin]  # noqa: UP007 - runtime alias
 
 
 class Disconnect(enum.Enum):
@@ -81,6 +102,7 @@ class Disconnect(enum.Enum):
     TOO_MANY_COMMANDS = "too many commands in flight"
     SLOW_CONSUMER = "too slow: output buffer full"
     PING_TIMEOUT = "ping timeout"
+    TERMINATED = "connections terminated by the app"
 
 
 class ClientProtocol(ABC):

@@ -75,6 +75,7 @@ _CLOSE_CODES = {
     Disconnect.TOO_MANY_COMMANDS: frames.CLOSE_POLICY_VIOLATION,
     Disconnect.SLOW_CONSUMER: frames.CLOSE_POLICY_VIOLATION,
     Disconnect.PING_TIMEOUT: frames.CLOSE_POLICY_VIOLATION,
+    Disconnect.TERMINATED: frames.CLOSE_POLICY_VIOLATION,
 }
 
 
@@ -205,7 +206,15 @@ class GusherProtocol(ClientProtocol):
         return b""
 
     def publication(self, publication: Publication) -> bytes:
-        """The payload as published: the seed's clients receive Redis's bytes unchanged."""
+        """The payload as published: the seed's clients receive Redis's bytes unchanged.
+
+        Only a routing `exclude` (a Pusher trigger's `socket_id`) is taken out,
+        and Pusher's presence member events are not delivered (b"").
+        """
+        if publication.control or publication.exclude:
+            if publication.control:
+                return b""
+            return frames.encode_text(publication.client_payload)
         return frames.encode_text(publication.payload)
 
     def subscribed(self, command: Subscribe, socket_id: str = "", position: Position | None = None) -> bytes:
