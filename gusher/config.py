@@ -204,5 +204,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("GUSHER_HISTORY_META_TTL must be at least 1 second")
     if settings.max_push_channels < 1 or settings.max_batch_events < 1:
         raise ConfigError("GUSHER_MAX_PUSH_CHANNELS and GUSHER_MAX_BATCH_EVENTS must be at least 1")
-    if settings.pusher_webhook_batch < 1 or settings.pusher_webhook_concurrency < 1:
-        raise ConfigError("GUSHER_PUSHER_WEBHOOK_BATCH and GUSHER_PUSHER_WEBHOOK_CONCURRENCY must be at least 1")
+    if settings.pusher_webhook_batch < 1:
+        raise ConfigError("GUSHER_PUSHER_WEBHOOK_BATCH must be at least 1")
+    if settings.pusher_webhook_concurrency < 1:
+        raise ConfigError("GUSHER_PUSHER_WEBHOOK_CONCURRENCY must be at least 1")

@@ -159,3 +159,18 @@ def worker_alive_key(worker: int) -> str:
 def cache_key(pubsub: str) -> str:
     """The last event of a Pusher cache channel (`cache-…`, `private-cache-…`, …), by its pub/sub key."""
     return CACHE_PREFIX + pubsub
+
+
+OCCUPANCY_PREFIX = "gusher:occupancy:"
+OCCUPANCY_WORKERS = OCCUPANCY_PREFIX + "workers"  # the set of workers that occupy channels
+
+
+def occupancy_key(pubsub: str) -> str:
+    """The set of slave worker ids with a subscriber on a channel, by its pub/sub key (Pusher's
+    channel_occupied/channel_vacated across slaves). Hash-tagged like `members_keys`."""
+    return OCCUPANCY_PREFIX + "{" + pubsub + "}"
+
+
+def worker_occupancy_key(worker: int) -> str:
+    """The set of pub/sub keys a slave worker occupies (crash sweep)."""
+    return f"{OCCUPANCY_PREFIX}worker:{worker}"
