@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from gusher.api import console, ext, seed
+from gusher.api import console, ext, pusher, seed
 from gusher.config import Settings, load_settings
 from gusher.core.metrics import Metrics
 from gusher.edge import routes
@@ -95,6 +95,7 @@ def create_master_app(settings: Settings | None = None) -> Flask:
     app = _new_app("gusher.master", settings, Metrics())
     seed.init_app(app, settings)
     ext.init_app(app)
+    pusher.init_app(app)
     console.init_app(app)
     services = app.extensions["gusher.services"]
 

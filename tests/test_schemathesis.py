@@ -33,7 +33,9 @@ def guarded_master(redis_server) -> Iterator[GunicornProcess]:
     process.stop()
 
 
-def _schemathesis(url: str, app_key: str, cwd: Path, *headers: str) -> subprocess.CompletedProcess[str]:
+def _schemathesis(
+    url: str, app_key: str, pusher_app: dict[str, str], cwd: Path, *headers: str
+) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable, "-m", "schemathesis.cli",
         "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
@@ -48,7 +50,14 @@ def _schemathesis(url: str, app_key: str, cwd: Path, *headers: str) -> subproces
     ]  # fmt: skip
     for header in headers:
         command += ["--header", header]
-    env = dict(os.environ, GUSHER_ST_APP=app_key)
+    env = dict(
+        os.environ,
+        GUSHER_ST_APP=app_key,
+        GUSHER_ST_PUSHER_KEY=pusher_app["key"],
+        GUSHER_ST_PUSHER_SECRET=pusher_app["secret"],
+        GUSHER_ST_PUSHER_APP_ID=pusher_app["app_id"],
+        SCHEMATHESIS_HOOKS=str(ROOT / "tests" / "schemathesis_hooks.py"),
+    )
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -63,8 +72,14 @@ def test_the_openapi_document_holds_against_a_real_master(
     app_key = new_app_key("st")
     # With history, so that every push path runs the history script under fuzzing too.
     redis_client.hset(app_key, mapping={"url": webhook.url, "history_size": "5", "history_ttl": "60"})
+    # The Pusher HTTP API's app: a secret and an app_id; tests/schemathesis_hooks.py signs its requests.
+    pusher_app = {"key": new_app_key("st-pusher"), "secret": "st-pusher-secret", "app_id": "4242"}
+    redis_client.hset(
+        pusher_app["key"],
+        mapping={"url": webhook.url, "secret": pusher_app["secret"], "app_id": pusher_app["app_id"]},
+    )
     headers = [f"Authorization: Bearer {ADMIN}"] if admin == "token-sent" else []
-    run = _schemathesis(master.url, app_key, tmp_path, *headers)
+    run = _schemathesis(master.url, app_key, pusher_app, tmp_path, *headers)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failure" not in run.stdout
     guarded = "7 operations returned only 401/403 responses"  # /metrics, /api/system/*, listings
