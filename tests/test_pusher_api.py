@@ -28,6 +28,7 @@ import pusher
 import pytest
 import redis as redis_lib
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from gusher.core.pusher_api import parse_trigger, string_to_sign, verify_request
 from gusher.errors import PayloadTooLarge, SignatureError
@@ -388,6 +389,28 @@ def test_the_sdk_reports_a_wrong_secret_or_app_id_as_bad_auth(master, app) -> No
         PusherApp(app.key, app.secret + "x", app.app_id).sdk(master).trigger("c", "e", "d")
     with pytest.raises(pusher.errors.PusherBadAuth, match="app_id"):
         PusherApp(app.key, app.secret, "1").sdk(master).trigger("c", "e", "d")
+
+
+def test_the_master_counts_pusher_triggers_as_pushes(master, app) -> None:
+    """`gusher_pushes_total` counts the SDK's triggers (accepted) and refused ones, as every push route."""
+
+    def pushes(result: str) -> float:
+        page = requests.get(f"{master.url}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(page):
+            for sample in family.samples:
+                if sample.name == "gusher_pushes_total" and sample.labels == {"result": result}:
+                    return sample.value
+        return 0.0
+
+    accepted, refused = pushes("accepted"), pushes("refused")
+    sdk = app.sdk(master)
+    for _ in range(2):
+        sdk.trigger("c", "e", "d")
+        sdk.trigger_batch([{"channel": "c", "name": "e", "data": "d"}])
+    with pytest.raises(pusher.errors.PusherBadAuth):
+        PusherApp(app.key, "wrong", app.app_id).sdk(master).trigger("c", "e", "d")
+    # Both workers' counts are summed, a sibling's as of its last heartbeat (1 s here).
+    wait_until(lambda: pushes("accepted") >= accepted + 4 and pushes("refused") >= refused + 1)
 
 
 # --- refusals, with requests -------------------------------------------------------------------

@@ -93,6 +93,10 @@ _PUSH_ENDPOINTS = {
     "gusher_ext.add_user_channels",
     "gusher_ext.replace_user_channels",
     "gusher_console.push",
+    "gusher_pusher.trigger",
+    "gusher_pusher.trigger_batch",
+    "gusher_pusher.terminate_connections",
+    "gusher_pusher.terminate_connections_unprefixed",
 }
 
 
