@@ -28,9 +28,10 @@ import pusher
 import pytest
 import redis as redis_lib
 import requests
+import websocket
 
 from gusher.core import signing
-from tests.support import ROOT, new_app_key
+from tests.support import ROOT, GunicornProcess, new_app_key
 
 # The app's end-to-end encryption key (private-encrypted- channels): the SDK derives each
 # channel's shared secret from it; gusher never sees it.
@@ -216,3 +217,63 @@ class PusherJS:
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
+
+
+class PusherSocket:
+    """A raw Pusher-protocol client (websocket-client): every frame the server sends is seen."""
+
+    def __init__(
+        self,
+        server: GunicornProcess,
+        key: str,
+        query: str = "protocol=7&client=js&version=8.6.0",
+        **options: Any,
+    ) -> None:
+        self.ws = websocket.create_connection(f"{server.ws_url}/app/{key}?{query}", timeout=5, **options)
+        self.sdk = pusher.Pusher(app_id="4242", key=key, secret="app-secret")  # the app's backend
+        self.first = self.recv()
+        self.socket_id = (
+            json.loads(self.first["data"])["socket_id"] if self.first["event"].endswith("established") else ""
+        )
+
+    def send(self, event: str, data: Any = None, **fields: Any) -> None:
+        self.ws.send(json.dumps({"event": event, "data": {} if data is None else data, **fields}))
+
+    def recv(self, timeout: float = 5.0, pings: bool = False) -> dict[str, Any]:
+        self.ws.settimeout(timeout)
+        while True:
+            message = json.loads(self.ws.recv())
+            if pings or message["event"] != "pusher:ping":
+                return message
+
+    def subscribe(self, channel: str, auth: str = "", channel_data: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {"channel": channel, "auth": auth}
+        if channel_data is not None:
+            data["channel_data"] = channel_data
+        self.send("pusher:subscribe", data)
+        return self.recv()
+
+    def join(self, channel: str, user_id: Any, info: Any = None) -> dict[str, Any]:
+        """Subscribe to a presence channel with the SDK's signature."""
+        signed = self.sdk.authenticate(channel, self.socket_id, {"user_id": user_id, "user_info": info})
+        return self.subscribe(channel, signed["auth"], signed["channel_data"])
+
+    def expect_close(self, timeout: float = 5.0) -> tuple[int, str]:
+        self.ws.settimeout(timeout)
+        while True:
+            frame = self.ws.recv_frame()
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(frame.data[:2], "big"), frame.data[2:].decode()
+
+    def expect_silence(self, seconds: float = 0.5) -> None:
+        try:
+            message = self.recv(timeout=seconds)
+        except websocket.WebSocketTimeoutException:
+            return
+        raise AssertionError(f"expected nothing, got {message}")
+
+    def close(self) -> None:
+        try:
+            self.ws.close(timeout=1)
+        except Exception:
+            pass

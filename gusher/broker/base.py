@@ -153,14 +153,14 @@ class MemberStore(Protocol):
         user_info: bytes,
         max_members: int,
         added: bytes,
-    ) -> dict[str, Any] | None:
-        """Make `socket_id` a member of the presence channel `key`; its members, or None when full.
+    ) -> tuple[dict[str, Any], bool] | None:
+        """Make `socket_id` a member of the presence channel `key`: its members, and whether it
+        is the user's first connection (then `added`, the `member_added` payload, is published);
+        None when the channel is full."""
 
-        `added` (the `member_added` payload) is published when it is the user's first connection.
-        """
-
-    def leave(self, key: str, socket_id: str, worker: int) -> bool:
-        """`socket_id` leaves `key`; `member_removed` is published when it was the user's last."""
+    def leave(self, key: str, socket_id: str, worker: int) -> str:
+        """`socket_id` leaves `key`: the user id when it was the user's last connection
+        (`member_removed` is published), else ""."""
 
     def members(self, key: str) -> dict[str, Any]:
         """The members of presence channel `key`: user id → user info."""
@@ -171,11 +171,32 @@ class MemberStore(Protocol):
     def keep_alive(self, worker: int, ttl: float) -> bool:
         """Refresh the worker's liveness for `ttl` seconds; False when it had lapsed."""
 
-    def sweep(self, skip: int) -> int:
-        """Remove the members of every other worker whose liveness lapsed; how many left."""
+    def sweep(self, skip: int) -> list[tuple[str, str]]:
+        """Remove the members of every other worker whose liveness lapsed; (key, user id) of
+        each user that left for good."""
 
-    def stop(self, worker: int, joined: Iterable[tuple[str, str]]) -> None:
-        """A clean stop: each (key, socket id) leaves and the worker's records go."""
+    def stop(self, worker: int, joined: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A clean stop: each (key, socket id) leaves and the worker's records go; (key, user
+        id) of each user that left for good."""
+
+
+class OccupancyStore(Protocol):
+    """Which channels have a subscriber on some slave worker (gusher.broker.occupancy)."""
+
+    def occupy(self, key: str, worker: int) -> bool:
+        """`worker` has a subscriber on `key`; True when no worker anywhere had one."""
+
+    def vacate(self, key: str, worker: int) -> bool:
+        """`worker` has none any more; True when it was the last worker anywhere."""
+
+    def sweep(self, skip: int) -> list[str]:
+        """Vacate the keys of every other worker whose liveness lapsed; the keys left vacant."""
+
+    def restore(self, worker: int, keys: Iterable[str]) -> list[str]:
+        """Occupy `keys` again after this worker's liveness lapsed; those that became occupied."""
+
+    def stop(self, worker: int, keys: Iterable[str]) -> list[str]:
+        """A clean stop: vacate `keys` and the worker's record; the keys left vacant."""
 
 
 class Broker(Protocol):
@@ -196,6 +217,10 @@ class Broker(Protocol):
     @property
     def members(self) -> MemberStore:
         """Pusher presence channels' members."""
+
+    @property
+    def occupancy(self) -> OccupancyStore:
+        """Channel occupancy across slave workers (Pusher webhooks)."""
 
     def cached(self, key: str) -> bytes | None:
         """The last payload published on a Pusher cache channel's key, if it is still kept."""

@@ -42,8 +42,10 @@ from gusher.keys import (
 log = logging.getLogger(__name__)
 
 # KEYS: members, counts, connections. ARGV: socket id, user id, user info, max members,
-# pub/sub key, member_added payload. Returns {1, members...} or {0} when the channel is full.
+# pub/sub key, member_added payload. Returns {1, first, members...} (first: 1 when this
+# was the user's first connection) or {0} when the channel is full.
 _JOIN = """
+local first = 0
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
   local n = redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
   if n == 1 then
@@ -53,17 +55,19 @@ if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
     end
     redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
     redis.call('PUBLISH', ARGV[5], ARGV[6])
+    first = 1
   end
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 end
-return {1, redis.call('HGETALL', KEYS[1])}
+return {1, first, redis.call('HGETALL', KEYS[1])}
 """
 
 # KEYS: members, counts, connections. ARGV: socket id, pub/sub key, channel.
-# Returns 1 when the connection was a member (0: already gone, e.g. swept).
+# Returns the user id when this was the user's last connection, else "" (also when the
+# connection was no member any more, e.g. swept).
 _LEAVE = """
 local user = redis.call('HGET', KEYS[3], ARGV[1])
-if not user then return 0 end
+if not user then return '' end
 redis.call('HDEL', KEYS[3], ARGV[1])
 if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
   redis.call('HDEL', KEYS[2], user)
@@ -71,8 +75,9 @@ if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
   redis.call('PUBLISH', ARGV[2], '{"channel":' .. cjson.encode(ARGV[3]) ..
     ',"event":"pusher_internal:member_removed","data":{"user_id":' .. cjson.encode(user) ..
     '},"gusher_control":"member"}')
+  return user
 end
-return 1
+return ''
 """
 
 
@@ -101,12 +106,13 @@ class RedisMembers:
         user_info: bytes,
         max_members: int,
         added: bytes,
-    ) -> dict[str, Any] | None:
-        """Make `socket_id` a member of `key` as `user_id`; the members then, or None when full.
+    ) -> tuple[dict[str, Any], bool] | None:
+        """Make `socket_id` a member of `key` as `user_id`: the members then, and whether this
+        is the user's first connection (then `added`, the `member_added` payload, went out);
+        None when the channel is full.
 
-        `added` is the `member_added` payload, published when this is the
-        user's first connection. The worker's own records come first, so a
-        sweep after a crash anywhere in between finds the connection.
+        The worker's own records come first, so a sweep after a crash
+        anywhere in between finds the connection.
         """
         with translate_errors():
             pipe = self._client.pipeline(transaction=False)
@@ -119,15 +125,16 @@ class RedisMembers:
         if not reply[0]:
             self._forget(worker, [_entry(key, socket_id)])
             return None
-        flat = reply[1]
-        return {_text(flat[i]): orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+        flat = reply[2]
+        return {_text(flat[i]): orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)}, bool(reply[1])
 
-    def leave(self, key: str, socket_id: str, worker: int) -> bool:
-        """`socket_id` is no member of `key` any more (`member_removed` when it was the user's last)."""
+    def leave(self, key: str, socket_id: str, worker: int) -> str:
+        """`socket_id` is no member of `key` any more: the user id when it was the user's last
+        connection (`member_removed` went out), else ""."""
         with translate_errors():
-            left = self._leave_one(key, socket_id)
+            removed = self._leave_one(key, socket_id)
         self._forget(worker, [_entry(key, socket_id)])
-        return bool(left)
+        return removed
 
     def members(self, key: str) -> dict[str, Any]:
         """The members of a presence channel: user id → user info."""
@@ -149,52 +156,62 @@ class RedisMembers:
             before, _ = pipe.execute()
         return before is not None
 
-    def sweep(self, skip: int) -> int:
-        """Remove the members of every worker whose liveness lapsed; how many connections left."""
+    def sweep(self, skip: int) -> list[tuple[str, str]]:
+        """Remove the members of every worker whose liveness lapsed; (key, user id) of each
+        user that left a channel for good (its `member_removed` went out)."""
         with translate_errors():
             workers = [_text(w) for w in self._client.smembers(MEMBER_WORKERS)]
             others = [w for w in workers if w != str(skip)]
             if not others:
-                return 0
+                return []
             pipe = self._client.pipeline(transaction=False)
             for worker in others:
                 pipe.exists(worker_alive_key(int(worker)))
             alive = pipe.execute()
-            swept = 0
+            removed: list[tuple[str, str]] = []
             for worker, is_alive in zip(others, alive, strict=True):
                 if not is_alive:
-                    swept += self._sweep_worker(int(worker))
-        return swept
+                    removed.extend(self._sweep_worker(int(worker)))
+        return removed
 
-    def stop(self, worker: int, joined: Iterable[tuple[str, str]]) -> None:
-        """A clean stop: every (key, socket id) of the worker leaves, and its records go."""
+    def stop(self, worker: int, joined: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A clean stop: every (key, socket id) of the worker leaves, and its records go;
+        (key, user id) of each user that left for good."""
+        removed = []
         with translate_errors():
             for key, socket_id in joined:
-                self._leave_one(key, socket_id)
+                user = self._leave_one(key, socket_id)
+                if user:
+                    removed.append((key, user))
             pipe = self._client.pipeline(transaction=False)
             pipe.delete(worker_members_key(worker), worker_alive_key(worker))
             pipe.srem(MEMBER_WORKERS, str(worker))
             pipe.execute()
+        return removed
 
-    def _sweep_worker(self, worker: int) -> int:
+    def _sweep_worker(self, worker: int) -> list[tuple[str, str]]:
         """Each entry is taken off the worker's set before it leaves, so a worker that comes
         back meanwhile and joins again keeps its new entries."""
         swept = 0
+        removed = []
         records = worker_members_key(worker)
         for raw in list(self._client.sscan_iter(records, count=500)):
             if not self._client.srem(records, raw):
                 continue  # another sweeper took it
             socket_id, _, key = _text(raw).partition(" ")
-            swept += self._leave_one(key, socket_id)
+            user = self._leave_one(key, socket_id)
+            swept += 1
+            if user:
+                removed.append((key, user))
         if not self._client.exists(records, worker_alive_key(worker)):
             self._client.srem(MEMBER_WORKERS, str(worker))
         if swept:
             log.info("swept %d presence connections of lapsed slave worker %d", swept, worker)
-        return swept
+        return removed
 
-    def _leave_one(self, key: str, socket_id: str) -> int:
+    def _leave_one(self, key: str, socket_id: str) -> str:
         channel = split_pubsub_channel(key)[1]
-        return int(self._leave(keys=members_keys(key), args=[socket_id, key, channel]))
+        return _text(self._leave(keys=members_keys(key), args=[socket_id, key, channel]))
 
     def _forget(self, worker: int, entries: list[str]) -> None:
         try:

@@ -10,6 +10,7 @@ from gusher.broker.client import command_client, translate_errors
 from gusher.broker.coalesce import Coalescer
 from gusher.broker.history import RedisHistory
 from gusher.broker.members import RedisMembers
+from gusher.broker.occupancy import RedisOccupancy
 from gusher.broker.status import RedisStatus
 from gusher.broker.subscriber import RedisSubscriber
 from gusher.config import Settings
@@ -33,6 +34,7 @@ class RedisBroker:
         self._coalescer = Coalescer(self.client)
         self.history = RedisHistory(self.client, settings.history_meta_ttl, self._coalescer)
         self.members = RedisMembers(self.client)
+        self.occupancy = RedisOccupancy(self.client)
 
     def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
         """One PUBLISH, or several in one MULTI/EXEC: all of them or none.

@@ -33,6 +33,7 @@ from gusher.core.identity import MAX_ALLOWED_CHANNELS, Identity
 from gusher.core.metrics import Metrics
 from gusher.core.publication import CHANNELS_CONTROL, MEMBER_CONTROL, TERMINATE_CONTROL, Publication
 from gusher.core.registry import Registry
+from gusher.edge.channel_events import ChannelEvents
 from gusher.edge.connection import Connection, RawSocket, SocketContext
 from gusher.edge.continuity import Continuity
 from gusher.edge.session import PusherHandler, Session
@@ -109,6 +110,8 @@ class Hub:
         # Pusher's private, presence, cache and user channels, client events and sign-in
         # (gusher.edge.pusher_channels), set by the worker's services; None serves no Pusher client.
         self.pusher: PusherHandler | None = None
+        # Pusher webhooks of channel occupancy (gusher.edge.channel_events); None sends none.
+        self.channel_events: ChannelEvents | None = None
         self.subscriber.want(self.worker_key)
 
     # -- sessions ----------------------------------------------------------------
@@ -184,7 +187,7 @@ class Hub:
             return refusal
         if not self.subscriber.want(key):
             return None
-        registry.subscribe(key, session.conn)
+        self._register(registry, key, session.conn)
         return ""
 
     def subscribe(self, session: Session, channel: str) -> str:
@@ -208,7 +211,7 @@ class Hub:
                 self._pending[key] = left
         allowed = session.identity.allows(channel)  # again: a runtime change may have come meanwhile
         if ready and conn.is_open and allowed:
-            registry.subscribe(key, conn)
+            self._register(registry, key, conn)
             return ""
         self._release_if_unused(key)
         if not conn.is_open:
@@ -304,7 +307,7 @@ class Hub:
                 if not refusal and conn.is_open:
                     rest = [p for p in buffer if p.exclude != session.socket_id]
                     conn.send(reply + b"".join(protocol.publication(p) for p in rest))
-                    registry.subscribe(key, conn)
+                    self._register(registry, key, conn)
         finally:
             waiting = self._catching_up.get(key, {})
             waiting.pop(conn, None)
@@ -358,7 +361,7 @@ class Hub:
             self.metrics.deliveries += len(rest)
             position = max([position, *(p.offset for p in rest)])
         if conn.is_open:
-            self.registries[session.protocol].subscribe(key, conn)
+            self._register(self.registries[session.protocol], key, conn)
             self.settling.start(key, conn, position, kept.offset)
             self.continuity.follow(key, policy, kept.offset, kept.epoch)
         return ""
@@ -437,6 +440,17 @@ class Hub:
                 return
         self.continuity.forget(key)
         self.subscriber.release(key)
+        if self.channel_events is not None:
+            self.channel_events.vacated(key)
+
+    def _register(self, registry: Registry[Connection], key: str, conn: Connection) -> None:
+        """`conn` receives `key` from now on; the key's first subscriber here is told to the
+        channel events (Pusher's channel_occupied)."""
+        first = registry.subscribe(key, conn)
+        if first and self.channel_events is not None and len(self.registries) > 1:
+            first = not any(r.has_subscribers(key) for r in self.registries.values() if r is not registry)
+        if first and self.channel_events is not None:
+            self.channel_events.occupied(key)
 
     # -- from the broker (the subscriber's greenlet) -----------------------------
 

@@ -49,6 +49,7 @@ from gusher.core.pusher import (
     signature_matches,
     user_text,
 )
+from gusher.edge.channel_events import ChannelEvents
 from gusher.edge.hub import Hub
 from gusher.edge.session import Session
 from gusher.errors import BackendUnavailable, GusherError
@@ -67,11 +68,19 @@ MEMBER_ADDED = "pusher_internal:member_added"
 class PusherChannels:
     """One worker's Pusher-specific commands, and its presence members' upkeep."""
 
-    def __init__(self, hub: Hub, broker: Broker, apps: AppCache, max_members: int = 100) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        broker: Broker,
+        apps: AppCache,
+        max_members: int = 100,
+        events: ChannelEvents | None = None,
+    ) -> None:
         self.hub = hub
         self.broker = broker
         self.apps = apps
         self.max_members = max_members
+        self.events = events  # webhooks to apps' events_url
         self._alive = False  # the worker's liveness key was set (before its first member joins)
         self._leaves: list[tuple[str, str]] = []  # (key, socket id) Redis refused to remove
 
@@ -160,14 +169,17 @@ class PusherChannels:
             exclude=session.socket_id,
         )
         try:
-            self._ensure_alive()
-            members = self.broker.members.join(
+            self.ensure_alive()
+            joined = self.broker.members.join(
                 key, session.socket_id, self.hub.worker_number, user_id, info, self.max_members, added.payload
             )
         except BackendUnavailable:
             return "redis unavailable, try again", b""
-        if members is None:
+        if joined is None:
             return f"the presence channel is full ({self.max_members} members)", b""
+        members, first = joined
+        if first and self.events is not None:
+            self.events.member_added(key, user_id)
         session.pusher.presence[key] = (user_id, info)
         if not session.conn.is_open:  # closed while joining: `forget` ran before we knew
             self.unsubscribed(session, channel)
@@ -185,6 +197,8 @@ class PusherChannels:
         reply = protocol.subscribed(command, session.socket_id)
         publication = Publication.parse(kept) if kept is not None else None
         if publication is None or not publication.is_common:
+            if self.events is not None:
+                self.events.cache_miss(key)
             return "", reply + protocol.cache_miss(command.channel)
         return "", reply + protocol.publication(publication)
 
@@ -201,9 +215,12 @@ class PusherChannels:
 
     def _leave(self, key: str, socket_id: str) -> None:
         try:
-            self.broker.members.leave(key, socket_id, self.hub.worker_number)
+            removed = self.broker.members.leave(key, socket_id, self.hub.worker_number)
         except BackendUnavailable:
             self._leaves.append((key, socket_id))  # retried by `run`
+            return
+        if removed and self.events is not None:
+            self.events.member_removed(key, removed)
 
     # -- client events and sign-in -----------------------------------------------
 
@@ -228,6 +245,8 @@ class PusherChannels:
             session.conn.send(error_frame("redis unavailable: the client event was not sent", 4200))
             return
         self.hub.metrics.client_events += 1
+        if self.events is not None:
+            self.events.client_event(key, command.event, command.data, session.socket_id, publication.user_id)
 
     def _client_event_refusal(self, session: Session, command: ClientEvent) -> str:
         try:
@@ -278,7 +297,8 @@ class PusherChannels:
 
     # -- upkeep ---------------------------------------------------------------------
 
-    def _ensure_alive(self) -> None:
+    def ensure_alive(self) -> None:
+        """Set this worker's liveness before its first presence member or occupied channel."""
         if not self._alive:
             self.broker.members.keep_alive(self.hub.worker_number, self._liveness())
             self._alive = True
@@ -305,7 +325,13 @@ class PusherChannels:
         worker = self.hub.worker_number
         if self._alive and not members.keep_alive(worker, self._liveness()):
             self._join_again()
-        members.sweep(worker)
+            if self.events is not None:
+                self.events.restore()
+        for key, user_id in members.sweep(worker):
+            if self.events is not None:
+                self.events.member_removed(key, user_id)
+        if self.events is not None:
+            self.events.sweep()
         leaves, self._leaves = self._leaves, []
         for key, socket_id in leaves:
             self._leave(key, socket_id)
@@ -325,9 +351,11 @@ class PusherChannels:
                     control=MEMBER_CONTROL,
                     exclude=session.socket_id,
                 )
-                self.broker.members.join(
+                joined = self.broker.members.join(
                     key, session.socket_id, self.hub.worker_number, user_id, info, 10**9, added.payload
                 )
+                if joined is not None and joined[1] and self.events is not None:
+                    self.events.member_added(key, user_id)
                 rejoined += 1
         if rejoined:
             log.warning("this worker's presence had lapsed: %d memberships joined again", rejoined)
@@ -341,6 +369,10 @@ class PusherChannels:
                 session.pusher.presence.clear()
         if joined or self._alive:
             try:
-                self.broker.members.stop(self.hub.worker_number, joined)
+                removed = self.broker.members.stop(self.hub.worker_number, joined)
             except BackendUnavailable as exc:
                 log.warning("presence members not removed at stop (swept later): %s", exc.reason)
+                return
+            for key, user_id in removed:
+                if self.events is not None:
+                    self.events.member_removed(key, user_id)

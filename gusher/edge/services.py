@@ -21,8 +21,10 @@ from gusher.broker.factory import create_broker
 from gusher.config import Settings
 from gusher.core.metrics import Metrics
 from gusher.edge import keepalive
+from gusher.edge.channel_events import ChannelEvents
 from gusher.edge.hub import Hub
 from gusher.edge.pusher_channels import PusherChannels
+from gusher.edge.pusher_webhooks import PusherWebhooks
 from gusher.edge.tasks import TaskPool
 from gusher.edge.webhook import Authenticator
 from gusher.ops.heartbeat import Heartbeat
@@ -57,6 +59,15 @@ class SlaveServices:
         self.pusher_protocol = PusherProtocol(int(settings.ping_interval) or 120)
         self.pusher = PusherChannels(self.hub, self.broker, self.apps, settings.presence_max_members)
         self.hub.pusher = self.pusher
+        # Pusher webhooks to apps' events_url (channel occupancy, members, client events).
+        self.channel_events = ChannelEvents(
+            self.apps,
+            self.broker.occupancy,
+            PusherWebhooks(settings, self.metrics),
+            self.hub.worker_number,
+            self.pusher.ensure_alive,
+        )
+        self.pusher.events = self.hub.channel_events = self.channel_events
         self.heartbeat = Heartbeat(settings, self.broker.status, self.metrics.snapshot)
         self.presence = Presence(settings.heartbeat_interval, self.broker.status, self.hub)
         self.started = False
@@ -87,6 +98,7 @@ class SlaveServices:
         self.presence.start()
         self._greenlets.append(gevent.spawn(self._sweep_forever))
         self._greenlets.append(gevent.spawn(self.pusher.run))
+        self.channel_events.start()
         if worker is not None:
             self._greenlets.append(gevent.spawn(self._watch_worker, worker))
         log.info("slave worker services started")
@@ -98,6 +110,7 @@ class SlaveServices:
         self.started = False
         self.pusher.stop()  # presence members leave at once, before their connections close
         self.hub.close_all(Disconnect.SHUTDOWN)
+        self.channel_events.stop()  # this worker's channels vacated; their webhooks get 2 s
         self.heartbeat.stop()
         self.presence.stop()
         self.subscriber.stop()

@@ -41,6 +41,18 @@ _LABELLED = (
             ("auth", "handshakes_refused_auth"),
             ("origin", "handshakes_refused_origin"),
             ("unavailable", "handshakes_refused_unavailable"),
+            ("pusher", "handshakes_refused_pusher"),
+        ],
+    ),
+    (
+        "gusher_app_webhook_events",
+        "Pusher-format webhook events to apps' events_url, by result",
+        "result",
+        [
+            ("sent", "pusher_webhook_events_sent"),
+            ("expired", "pusher_webhook_events_expired"),
+            ("dropped", "pusher_webhook_events_dropped"),
+            ("skipped", "pusher_webhook_events_skipped"),
         ],
     ),
     (
@@ -82,8 +94,8 @@ _COUNTERS = (
     ("gusher_slow_requests", "HTTP requests cut: headers or body not in time", "slow_requests"),
     ("gusher_redis_reconnects", "pub/sub connections to Redis re-established", "redis_reconnects"),
     ("gusher_history_catchups", "history channels read back after a pub/sub gap", "history_catchups"),
+    ("gusher_app_webhook_failures", "Pusher-format webhook POSTs that failed", "pusher_webhook_failures"),
     ("gusher_client_events", "Pusher client events relayed", "client_events"),
-    ("gusher_pusher_refusals", "Pusher connections refused with a 4xxx close", "handshakes_refused_pusher"),
 )
 _GAUGES = (
     ("gusher_connections", "open WebSocket connections", "connections"),
@@ -151,6 +163,13 @@ _SLAVE_ONLY = {
     "handshakes_refused_auth",
     "handshakes_refused_origin",
     "handshakes_refused_unavailable",
+    "handshakes_refused_pusher",
+    "client_events",
+    "pusher_webhook_events_sent",
+    "pusher_webhook_failures",
+    "pusher_webhook_events_expired",
+    "pusher_webhook_events_dropped",
+    "pusher_webhook_events_skipped",
     "webhook_seconds",
 }
 
