@@ -152,7 +152,8 @@ MEMBER_WORKERS = MEMBERS_PREFIX + "workers"  # the set of workers with presence 
 
 
 def worker_alive_key(worker: int) -> str:
-    """Exists while a slave worker with presence members lives (refreshed by its heartbeat)."""
+    """Exists while a slave worker that keeps presence members, occupied channels or subscriber
+    counts in Redis lives (refreshed every half heartbeat interval; others sweep it once gone)."""
     return f"{MEMBERS_PREFIX}alive:{worker}"
 
 
@@ -174,3 +175,19 @@ def occupancy_key(pubsub: str) -> str:
 def worker_occupancy_key(worker: int) -> str:
     """The set of pub/sub keys a slave worker occupies (crash sweep)."""
     return f"{OCCUPANCY_PREFIX}worker:{worker}"
+
+
+SUBSCRIPTION_COUNT_PREFIX = "gusher:subscriptions:"
+SUBSCRIPTION_COUNT_WORKERS = SUBSCRIPTION_COUNT_PREFIX + "workers"  # workers that count channels
+
+
+def subscription_count_keys(pubsub: str) -> tuple[str, str]:
+    """A channel's subscriber counts per slave worker (hash) and their kept total, by pub/sub key
+    (Pusher's subscription_count). Hash-tagged like `members_keys`."""
+    tagged = "{" + pubsub + "}"
+    return SUBSCRIPTION_COUNT_PREFIX + tagged, SUBSCRIPTION_COUNT_PREFIX + "total:" + tagged
+
+
+def worker_subscription_counts_key(worker: int) -> str:
+    """The set of pub/sub keys a slave worker counts subscribers of (crash sweep)."""
+    return f"{SUBSCRIPTION_COUNT_PREFIX}worker:{worker}"

@@ -209,6 +209,25 @@ def test_signed_in_users_receive_what_is_sent_to_them(
     assert js.expect(id="a", type="user_event", event="invoice")["data"] == {"n": 1}
 
 
+def test_subscription_counts_follow_every_slave(
+    js: PusherJS, slave: GunicornProcess, second_slave: GunicornProcess, redis_client
+) -> None:
+    """`pusher_internal:subscription_count` (an app with `subscription_count`): pusher-js keeps it
+    as `channel.subscriptionCount`; the count sums every slave's subscribers."""
+    key = pusher_app(redis_client, subscription_count="1")
+    js.connect("a", key, slave.port)
+    js.send(op="subscribe", id="a", channel="stats")
+    js.expect(id="a", type="subscribed")
+    assert js.expect(id="a", type="subscription_count")["count"] == 1
+    js.connect("b", key, second_slave.port)
+    js.send(op="subscribe", id="b", channel="stats")
+    js.expect(id="b", type="subscribed")
+    assert js.expect(id="a", type="subscription_count", count=2)["kept"] == 2
+    assert js.expect(id="b", type="subscription_count")["count"] == 2
+    js.send(op="unsubscribe", id="b", channel="stats")
+    js.expect(id="a", type="subscription_count", count=1)
+
+
 def test_an_unknown_app_is_refused_for_good(js: PusherJS, slave: GunicornProcess) -> None:
     """4001: pusher-js must not reconnect (its `refused` close action)."""
     js.send(op="connect", id="a", key="no-such-app", port=slave.port)

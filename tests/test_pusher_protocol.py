@@ -419,3 +419,24 @@ def test_every_publication_is_encoded_once_per_protocol(
         assert client.recv() == {"event": "e", "channel": "both", "data": '{"n":1}'}
     for client in gushers:
         assert client.recv_json() == {"channel": "both", "event": "e", "data": {"n": 1}}
+
+
+def test_a_crashed_workers_subscribers_leave_the_subscription_count(
+    redis_server: EmbeddedRedis, slave: GunicornProcess, redis_client, open_socket
+) -> None:
+    key = pusher_app(redis_client, subscription_count="1")
+    doomed = GunicornProcess("slave", redis_server.addr, workers=1).start()
+    try:
+        observer = open_socket(slave, key)
+        observer.subscribe("counted")
+        counts = [json.loads(observer.recv()["data"])["subscription_count"]]
+        victims = [PusherSocket(doomed, key) for _ in range(3)]
+        for victim in victims:
+            victim.subscribe("counted")
+        while counts[-1] != 4:
+            counts.append(json.loads(observer.recv()["data"])["subscription_count"])
+        os.kill(doomed.worker_pids()[0], signal.SIGKILL)
+        assert json.loads(observer.recv(timeout=15)["data"]) == {"subscription_count": 1}
+        assert counts[0] == 1 and sorted(counts) == counts  # only ever up while they joined
+    finally:
+        doomed.stop()

@@ -199,6 +199,22 @@ class OccupancyStore(Protocol):
         """A clean stop: vacate `keys` and the worker's record; the keys left vacant."""
 
 
+class SubscriptionCountStore(Protocol):
+    """Channels' subscribers counted across slave workers (gusher.broker.subscription_counts)."""
+
+    def update(self, key: str, worker: int, count: int) -> int | None:
+        """`worker` has `count` subscribers on `key`: the new total (published), or None if unchanged."""
+
+    def total(self, key: str) -> int:
+        """The channel's subscribers on every slave worker."""
+
+    def sweep(self, skip: int) -> int:
+        """Zero the counts of every other worker whose liveness lapsed; how many keys."""
+
+    def stop(self, worker: int, keys: Iterable[str] = ()) -> None:
+        """A clean stop: the worker's counts go."""
+
+
 class Broker(Protocol):
     """One process's way to the broker: publish, subscribe, and gusher's records."""
 
@@ -221,6 +237,10 @@ class Broker(Protocol):
     @property
     def occupancy(self) -> OccupancyStore:
         """Channel occupancy across slave workers (Pusher webhooks)."""
+
+    @property
+    def subscription_counts(self) -> SubscriptionCountStore:
+        """Channels' subscribers across slave workers (Pusher's subscription_count)."""
 
     def cached(self, key: str) -> bytes | None:
         """The last payload published on a Pusher cache channel's key, if it is still kept."""

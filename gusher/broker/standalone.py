@@ -13,6 +13,7 @@ from gusher.broker.members import RedisMembers
 from gusher.broker.occupancy import RedisOccupancy
 from gusher.broker.status import RedisStatus
 from gusher.broker.subscriber import RedisSubscriber
+from gusher.broker.subscription_counts import RedisSubscriptionCounts
 from gusher.config import Settings
 from gusher.core.history import HistoryPolicy
 from gusher.core.metrics import Metrics
@@ -35,6 +36,7 @@ class RedisBroker:
         self.history = RedisHistory(self.client, settings.history_meta_ttl, self._coalescer)
         self.members = RedisMembers(self.client)
         self.occupancy = RedisOccupancy(self.client)
+        self.subscription_counts = RedisSubscriptionCounts(self.client)
 
     def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
         """One PUBLISH, or several in one MULTI/EXEC: all of them or none.

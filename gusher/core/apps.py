@@ -33,6 +33,8 @@ class AppConfig:
             since a Pusher client needs no webhook to subscribe to the app's public channels.
         app_id: Pusher's app id; when set, the Pusher HTTP API's `/apps/{app_id}` must equal it.
         client_events: Pusher client events (`client-*`) are relayed (`client_events` = `1`/`true`).
+        subscription_count: Pusher clients are told each channel's subscriber count as it changes
+            (`pusher_internal:subscription_count`; `subscription_count` = `1`/`true`).
         events_url: where Pusher-format webhooks (channel_occupied, member_added, …) are POSTed.
 
     `secret` and `jwt_key` are decoded losslessly (`surrogateescape`): a binary
@@ -50,6 +52,7 @@ class AppConfig:
     pusher: bool = False
     app_id: str = ""
     client_events: bool = False
+    subscription_count: bool = False
     events_url: str = ""
 
     @property
@@ -102,6 +105,7 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
         pusher=text("pusher").lower() in _TRUE,
         app_id=text("app_id"),
         client_events=text("client_events").lower() in _TRUE,
+        subscription_count=text("subscription_count").lower() in _TRUE,
         events_url=text("events_url"),
     )
 

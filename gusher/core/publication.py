@@ -36,6 +36,8 @@ OFFSET_FIELD = "offset"
 CHANNELS_CONTROL = "channels"
 # The control of a presence channel's member_added / member_removed: only Pusher clients see it.
 MEMBER_CONTROL = "member"
+# The control of a channel's `pusher_internal:subscription_count`: only Pusher clients see it.
+COUNT_CONTROL = "count"
 # The control of a message on a user's channel that closes every connection of the user (Pusher's
 # terminate_connections; Pusher clients get the close code 4009).
 TERMINATE_CONTROL = "terminate"

@@ -24,7 +24,7 @@ import gevent
 import gevent.queue
 
 from gusher.broker.apps import AppCache
-from gusher.broker.base import OccupancyStore
+from gusher.broker.base import OccupancyStore, SubscriptionCountStore
 from gusher.core.apps import AppConfig
 from gusher.edge import pusher_webhooks as events
 from gusher.edge.pusher_webhooks import PusherWebhooks
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _MAX_PENDING = 100_000
 # Seconds between a channel's last subscriber here leaving and its vacating (Pusher: ≤ 3 s).
 VACATE_DELAY = 1.0
+# Seconds between the subscriber counts a worker sends of one channel (a crowd joining is one update).
+COUNT_EVERY = 0.5
 
 
 class ChannelEvents:
@@ -50,8 +52,15 @@ class ChannelEvents:
         webhooks: PusherWebhooks,
         worker: int,
         ensure_alive: Callable[[], None],
+        counts: SubscriptionCountStore | None = None,
+        local_count: Callable[[str], int] = lambda key: 0,
     ) -> None:
         self.apps = apps
+        # Apps with `subscription_count`: each changed key's local count, twice a second at most.
+        self.counts = counts
+        self.local_count = local_count
+        self._dirty: set[str] = set()
+        self._counting: set[str] = set()  # keys whose count this worker keeps in Redis
         # The worker's liveness key must exist before its first occupy (else others sweep it).
         self.ensure_alive = ensure_alive
         self.occupancy = occupancy
@@ -61,18 +70,27 @@ class ChannelEvents:
         self._counted: set[str] = set()  # keys this worker counted in Redis's occupancy
         self._local: set[str] = set()  # keys of webhook apps with a subscriber here now
         self._greenlet: gevent.Greenlet | None = None
+        self._counter: gevent.Greenlet | None = None
 
     def start(self) -> None:
         """Start the sender and the occupancy greenlet."""
         self.webhooks.start()
         if self._greenlet is None:
             self._greenlet = gevent.spawn(self._run)
+            self._counter = gevent.spawn(self._count_forever)
 
     def stop(self) -> None:
         """A clean stop: this worker's channels are vacated (their webhooks get 2 s to go out)."""
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
+            if self._counter is not None:
+                self._counter.kill(block=False)
             self._greenlet = None
+        if self.counts is not None and self._counting:
+            try:
+                self.counts.stop(self.worker, list(self._counting))
+            except GusherError as exc:
+                log.warning("subscription counts not cleared at stop (swept later): %s", exc.reason)
         try:
             for key in self.occupancy.stop(self.worker, list(self._counted)):
                 self._emit(key, events.channel_vacated)
@@ -108,6 +126,40 @@ class ChannelEvents:
     def client_event(self, key: str, event: str, data: Any, socket_id: str, user_id: str) -> None:
         """A client event was relayed on `key`."""
         self._put(("client_event", key, event, data, socket_id, user_id or None))
+
+    def changed(self, key: str) -> None:
+        """`key` gained or lost a subscriber here (its count is sent within half a second)."""
+        if self.counts is not None and not is_internal(key):
+            self._dirty.add(key)
+
+    def _count_forever(self) -> None:
+        while True:
+            gevent.sleep(COUNT_EVERY)
+            dirty, self._dirty = self._dirty, set()
+            for key in dirty:
+                try:
+                    self._count(key)
+                except GusherError as exc:
+                    log.warning("subscription count of %r not updated: %s", key[:200], exc.reason)
+                    self._dirty.add(key)  # tried again next round
+                except Exception:
+                    log.exception("subscription count of %r failed", key[:200])
+
+    def _count(self, key: str) -> None:
+        if self.counts is None:
+            return
+        count = self.local_count(key)
+        if key not in self._counting:
+            if not count:
+                return
+            app = self.apps.load(split_pubsub_channel(key)[0])
+            if not app.subscription_count:
+                return
+            self.ensure_alive()
+            self._counting.add(key)
+        elif not count:
+            self._counting.discard(key)
+        self.counts.update(key, self.worker, count)
 
     def _put(self, change: tuple[Any, ...]) -> None:
         try:
@@ -161,9 +213,12 @@ class ChannelEvents:
     # -- upkeep (the worker's presence loop) -----------------------------------------
 
     def sweep(self) -> None:
-        """Vacate the channels of crashed workers; their `channel_vacated` goes out once."""
+        """Vacate the channels of crashed workers (their `channel_vacated` goes out once) and
+        zero their subscriber counts."""
         for key in self.occupancy.sweep(self.worker):
             self._emit(key, events.channel_vacated)
+        if self.counts is not None:
+            self.counts.sweep(self.worker)
 
     def restore(self) -> None:
         """This worker's liveness had lapsed: count its channels in again."""

@@ -31,7 +31,13 @@ from gusher.config import Settings
 from gusher.core.history import HistoryPolicy, is_recoverable, merge
 from gusher.core.identity import MAX_ALLOWED_CHANNELS, Identity
 from gusher.core.metrics import Metrics
-from gusher.core.publication import CHANNELS_CONTROL, MEMBER_CONTROL, TERMINATE_CONTROL, Publication
+from gusher.core.publication import (
+    CHANNELS_CONTROL,
+    COUNT_CONTROL,
+    MEMBER_CONTROL,
+    TERMINATE_CONTROL,
+    Publication,
+)
 from gusher.core.registry import Registry
 from gusher.edge.channel_events import ChannelEvents
 from gusher.edge.connection import Connection, RawSocket, SocketContext
@@ -155,8 +161,11 @@ class Hub:
 
     def forget(self, session: Session) -> None:
         """Stop delivering to `session`: drop its subscriptions (and its presence memberships)."""
+        events = self.channel_events
         for key in self.registries[session.protocol].detach(session.conn):
             self._release_if_unused(key)
+            if events is not None:
+                events.changed(key)
         if session.pusher is not None and session.pusher.presence and self.pusher is not None:
             for key in list(session.pusher.presence):
                 self.pusher.unsubscribed(session, split_pubsub_channel(key)[1])
@@ -413,6 +422,8 @@ class Hub:
             return False
         registry.unsubscribe(key, session.conn)
         self._release_if_unused(key)
+        if self.channel_events is not None:
+            self.channel_events.changed(key)
         return True
 
     def follow_user(self, session: Session) -> None:
@@ -447,6 +458,8 @@ class Hub:
         """`conn` receives `key` from now on; the key's first subscriber here is told to the
         channel events (Pusher's channel_occupied)."""
         first = registry.subscribe(key, conn)
+        if self.channel_events is not None:
+            self.channel_events.changed(key)
         if first and self.channel_events is not None and len(self.registries) > 1:
             first = not any(r.has_subscribers(key) for r in self.registries.values() if r is not registry)
         if first and self.channel_events is not None:
@@ -537,7 +550,7 @@ class Hub:
                 self._change_channels(key, publication)
             elif control == TERMINATE_CONTROL and key.startswith(USER_PREFIX):
                 self._terminate(key)
-            elif control == MEMBER_CONTROL and not key.startswith(USER_PREFIX):
+            elif control in (MEMBER_CONTROL, COUNT_CONTROL) and not key.startswith(USER_PREFIX):
                 self._fan_out(key, [publication])  # only Pusher's protocol encodes it
             elif not control:
                 self.on_publications([(key, publication)])
@@ -619,6 +632,10 @@ class Hub:
         if len(self.registries) == 1:
             return next(iter(self.registries.values())).channels()
         return list(dict.fromkeys(key for r in self.registries.values() for key in r.channels()))
+
+    def local_count(self, key: str) -> int:
+        """How many local connections receive `key`, whatever their protocol."""
+        return sum(len(registry.subscribers(key)) for registry in self.registries.values())
 
     def subscriber_users(self, key: str) -> tuple[int, list[str]]:
         """How many local connections receive `key`, and their user ids."""

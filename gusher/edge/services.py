@@ -66,6 +66,8 @@ class SlaveServices:
             PusherWebhooks(settings, self.metrics),
             self.hub.worker_number,
             self.pusher.ensure_alive,
+            self.broker.subscription_counts,
+            self.hub.local_count,
         )
         self.pusher.events = self.hub.channel_events = self.channel_events
         self.heartbeat = Heartbeat(settings, self.broker.status, self.metrics.snapshot)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from gusher.core import exactjson
-from gusher.core.publication import MEMBER_CONTROL, Publication
+from gusher.core.publication import COUNT_CONTROL, MEMBER_CONTROL, Publication
 from gusher.core.pusher import CLIENT_EVENT_PREFIX, EVENT_NAME_MAX, is_channel_name, is_user_channel
 from gusher.errors import CommandError
 from gusher.wire import frames
@@ -219,7 +219,7 @@ class PusherProtocol(ClientProtocol):
     def publication(self, publication: Publication) -> bytes:
         """`{"event", "channel", "data": <string>[, "user_id"]}`; b"" for what Pusher clients never see."""
         if publication.control:
-            if publication.control != MEMBER_CONTROL:
+            if publication.control not in _PUSHER_CONTROLS:
                 return b""
         elif not publication.is_common:
             return b""
@@ -290,5 +290,6 @@ class PusherProtocol(ClientProtocol):
         return _CLOSE_CODES[why], why.value
 
 
+_PUSHER_CONTROLS = (MEMBER_CONTROL, COUNT_CONTROL)  # what only Pusher clients see
 _PONG = _event(PONG, "{}")
 _PING = _event(PING, "{}")

@@ -56,6 +56,9 @@ function subscribe(cmd) {
   });
   channel.bind("pusher:subscription_error", (error) => say({ id, type: "subscription_error", channel: cmd.channel, error }));
   channel.bind("pusher:cache_miss", () => say({ id, type: "cache_miss", channel: cmd.channel }));
+  channel.bind("pusher:subscription_count", (data) =>
+    say({ id, type: "subscription_count", channel: cmd.channel, count: data.subscription_count, kept: channel.subscriptionCount }),
+  );
   channel.bind("pusher:member_added", (member) => say({ id, type: "member_added", channel: cmd.channel, member, count: channel.members.count }));
   channel.bind("pusher:member_removed", (member) => say({ id, type: "member_removed", channel: cmd.channel, member, count: channel.members.count }));
   channel.bind_global((event, data) => {
