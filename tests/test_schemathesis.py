@@ -5,8 +5,9 @@ examples, coverage and fuzzing phases, once on a master without an admin
 token and once on one that has it, with and without the token sent. The
 stateful phase is left out: the document declares no links, and the links
 schemathesis infers feed response values into path parameters the document
-does not allow. `/ws/{app_key}` is a WebSocket handshake, not HTTP API:
-tests/test_slave.py covers it.
+does not allow. `/ws/{app_key}` and `/app/{app_key}` are WebSocket handshakes
+of the slave, not HTTP API: tests/test_slave.py and tests/test_pusher_protocol.py
+cover them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def _schemathesis(
         "--max-examples", "30",
         "--phases", "examples,coverage,fuzzing",
         "--exclude-path", "/ws/{app_key}",
+        "--exclude-path", "/app/{app_key}",
         "--generation-database", "none",
         "--no-color",
     ]  # fmt: skip
