@@ -15,6 +15,7 @@
     │   └── SignatureError     an API request is unsigned, mis-signed,  HTTP 401
     │                          stale, or lacks the admin token
     ├── Forbidden              known caller, not allowed (e.g. origin)  HTTP 403
+    ├── OverQuota              an app's connection quota is full         HTTP 429 / close 4004
     ├── HandshakeError         not a valid WebSocket upgrade            HTTP 400 / 426
     ├── BackendUnavailable     Redis cannot be reached                  HTTP 503
     ├── ProtocolError          a client broke RFC 6455 or our limits    WebSocket close code
@@ -93,6 +94,12 @@ class Forbidden(GusherError):
     """The caller is known but may not do this (a WebSocket origin the app does not list)."""
 
     http_status = 403
+
+
+class OverQuota(GusherError):
+    """The app holds its `max_connections` across the cluster (Pusher's close code 4004)."""
+
+    http_status = 429
 
 
 class WebhookError(AuthError):

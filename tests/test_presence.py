@@ -33,10 +33,15 @@ class FakeSource:
 
 
 def test_snapshot_per_app() -> None:
-    """Channels with counts and named users, users with connection counts; internal keys left out."""
+    """Channels with counts and named users, users with connection counts, every connection
+    counted (anonymous ones too: an app's quota); internal keys left out."""
     snap = presence.snapshot(FakeSource())
-    assert snap["a"] == {"channels": {"lobby": [3, ["u1", "u2"]]}, "users": {"u1": 1, "u2": 1}}
-    assert snap["b"] == {"channels": {"lobby": [1, ["u1"]]}, "users": {"u1": 1}}
+    assert snap["a"] == {
+        "channels": {"lobby": [3, ["u1", "u2"]]},
+        "users": {"u1": 1, "u2": 1},
+        "connections": 3,
+    }
+    assert snap["b"] == {"channels": {"lobby": [1, ["u1"]]}, "users": {"u1": 1}, "connections": 1}
 
 
 def test_merge_sums_live_workers_and_reports_expired_ones() -> None:

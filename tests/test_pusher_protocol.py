@@ -23,11 +23,11 @@ from gusher.core import pusher as rules
 from gusher.core.publication import MEMBER_CONTROL, Publication
 from gusher.embedded import EmbeddedRedis
 from gusher.errors import CommandError
-from gusher.keys import members_keys, pubsub_channel
+from gusher.keys import members_keys, presence_key, pubsub_channel
 from gusher.wire.base import ClientEvent, Disconnect, Ping, Signin, Subscribe, Unsubscribe
 from gusher.wire.pusher import PusherProtocol, parse_command
 from tests.pusher_support import PusherSocket, pusher_app
-from tests.support import Client, GunicornProcess, allow
+from tests.support import Client, GunicornProcess, allow, wait_until
 
 SDK = pusher.Pusher(app_id="4242", key="k", secret="app-secret")
 PROTOCOL = PusherProtocol(30)
@@ -440,3 +440,28 @@ def test_a_crashed_workers_subscribers_leave_the_subscription_count(
         assert counts[0] == 1 and sorted(counts) == counts  # only ever up while they joined
     finally:
         doomed.stop()
+
+
+def test_an_apps_connection_quota_holds_across_workers(
+    slave: GunicornProcess, redis_client, webhook, open_socket
+) -> None:
+    """`max_connections` counts the app's connections on every worker (their presence reports,
+    one heartbeat old at most): Pusher clients get 4004 (no reconnect), gusher's 429."""
+    key = pusher_app(redis_client, max_connections="3")
+    redis_client.hset(key, "url", webhook.url)
+    held = [open_socket(slave, key) for _ in range(3)]
+    reported = lambda: sum(json.loads(r)["connections"] for r in redis_client.hvals(presence_key(key)))  # noqa: E731
+    wait_until(lambda: reported() == 3)  # every worker's report (a heartbeat a second) counts them
+    time.sleep(1.1)  # a worker reads the others' reports once a second
+    refused = websocket.create_connection(f"{slave.ws_url}/app/{key}", timeout=5)
+    try:
+        assert json.loads(refused.recv())["data"]["code"] == 4004
+    finally:
+        refused.close()
+    with pytest.raises(websocket.WebSocketBadStatusException) as error:
+        Client(slave.ws_url, key, allow("u", "c"))
+    assert error.value.status_code == 429
+    held.pop().close()
+    wait_until(lambda: reported() == 2)
+    time.sleep(1.1)
+    assert open_socket(slave, key).socket_id

@@ -35,6 +35,7 @@ class AppConfig:
         client_events: Pusher client events (`client-*`) are relayed (`client_events` = `1`/`true`).
         subscription_count: Pusher clients are told each channel's subscriber count as it changes
             (`pusher_internal:subscription_count`; `subscription_count` = `1`/`true`).
+        max_connections: the app's connections across every slave (`max_connections`); 0: no bound.
         events_url: where Pusher-format webhooks (channel_occupied, member_added, …) are POSTed.
 
     `secret` and `jwt_key` are decoded losslessly (`surrogateescape`): a binary
@@ -53,6 +54,7 @@ class AppConfig:
     app_id: str = ""
     client_events: bool = False
     subscription_count: bool = False
+    max_connections: int = 0
     events_url: str = ""
 
     @property
@@ -106,6 +108,7 @@ def parse_app(app_key: str, fields: Mapping[Any, Any]) -> AppConfig:
         app_id=text("app_id"),
         client_events=text("client_events").lower() in _TRUE,
         subscription_count=text("subscription_count").lower() in _TRUE,
+        max_connections=int(text("max_connections")) if is_positive_whole(text("max_connections")) else 0,
         events_url=text("events_url"),
     )
 

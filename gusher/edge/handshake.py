@@ -14,8 +14,17 @@ from typing import Any
 
 from gusher.broker.apps import AppCache
 from gusher.core.identity import Identity
+from gusher.edge.quota import ConnectionQuota
 from gusher.edge.webhook import Authenticator
-from gusher.errors import AuthError, BackendUnavailable, Forbidden, HandshakeError, InvalidName, UnknownApp
+from gusher.errors import (
+    AuthError,
+    BackendUnavailable,
+    Forbidden,
+    HandshakeError,
+    InvalidName,
+    OverQuota,
+    UnknownApp,
+)
 from gusher.wire import pusher
 
 
@@ -71,6 +80,7 @@ def authenticate(
     auth: str,
     origin: str | None,
     remote: str,
+    quota: ConnectionQuota | None = None,
 ) -> Identity:
     """Who the client is: its app's record, its origin, then its JWT or the webhook's answer.
 
@@ -78,6 +88,7 @@ def authenticate(
         AuthError: no `auth`, an unknown or malformed app (401, as the seed
             answers for any bad app), or a token/webhook refusal.
         Forbidden: a browser page of an origin the app does not list.
+        OverQuota: the app holds its `max_connections` (429).
         BackendUnavailable: Redis cannot be reached.
     """
     if not auth:
@@ -90,6 +101,9 @@ def authenticate(
     # socket with the user's cookies; refuse it before the webhook sees `auth`.
     if not app.allows_origin(origin):
         raise Forbidden("origin not allowed for this app")
+    refusal = quota.refusal(app) if quota is not None else ""
+    if refusal:
+        raise OverQuota(refusal)
     if app.jwt_key:
         # Imported on first use: PyJWT + cryptography add ~10 MB to every
         # worker's RSS, a cost only deployments that use JWT should pay.
@@ -104,7 +118,11 @@ PUSHER_PROTOCOLS = ("5", "6", "7")
 
 
 def pusher_refusal(
-    apps: AppCache, app_key: str, version: str | None, origin: str | None
+    apps: AppCache,
+    app_key: str,
+    version: str | None,
+    origin: str | None,
+    quota: ConnectionQuota | None = None,
 ) -> tuple[int, str] | None:
     """Why a Pusher client may not connect, as the close code pusher-js acts on, or None.
 
@@ -124,4 +142,10 @@ def pusher_refusal(
         return pusher.APP_DISABLED, "the Pusher protocol is not enabled for this app (its `pusher` field)"
     if not app.allows_origin(origin):
         return pusher.UNAUTHORIZED, "origin not allowed for this app"
+    try:
+        refusal = quota.refusal(app) if quota is not None else ""
+    except BackendUnavailable:
+        return pusher.OVER_CAPACITY, "redis unavailable, try again"
+    if refusal:
+        return pusher.OVER_QUOTA, refusal
     return None

@@ -96,6 +96,7 @@ class Hub:
         # Every open connection and its session: a dict entry is ~30 bytes per
         # connection where a set's table takes 50-105 (issue 4).
         self.sessions: dict[Connection, Session] = {}
+        self.app_connections: dict[str, int] = {}  # open connections per app key (quotas)
         # Socket ids are `{worker_number}.{number}`: the worker's channel carries pushes to one
         # socket, so none needs a Redis subscription of its own (a dict entry here instead).
         self.worker_number = secrets.randbits(48)
@@ -139,6 +140,7 @@ class Hub:
         session = Session(self, sock, sys.intern(app_key), identity, protocol, self._last_socket, history)
         self.sessions[session.conn] = session
         self._sockets[session.socket_number] = session.conn
+        self.app_connections[session.app_key] = self.app_connections.get(session.app_key, 0) + 1
         self.metrics.connections_total += 1
         session.greet()  # may find the peer gone: the session is known by then, so it is discarded
         return session
@@ -172,7 +174,12 @@ class Hub:
 
     def discard(self, session: Session) -> None:
         """`session` released its socket; it is no longer counted."""
-        self.sessions.pop(session.conn, None)
+        if self.sessions.pop(session.conn, None) is not None:
+            left = self.app_connections.get(session.app_key, 1) - 1
+            if left > 0:
+                self.app_connections[session.app_key] = left
+            else:
+                self.app_connections.pop(session.app_key, None)
         self._sockets.pop(session.socket_number, None)
 
     def close_all(self, why: Disconnect) -> None:

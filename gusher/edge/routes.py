@@ -96,6 +96,7 @@ def authenticate() -> None:
             request.args.get("auth", ""),
             request.headers.get("Origin"),
             _client_address(services),
+            services.quota,
         )
         g.gusher_history = services.apps.load(app_key).history  # cached: read by the line above
     except GusherError as exc:
@@ -122,9 +123,8 @@ def _check_pusher() -> None:
         g.gusher_slot = True
         app_key = (request.view_args or {}).get("app_key", "")
         version = request.args.get("protocol")
-        g.pusher_refusal = handshake.pusher_refusal(
-            services.apps, app_key, version, request.headers.get("Origin")
-        )
+        origin = request.headers.get("Origin")
+        g.pusher_refusal = handshake.pusher_refusal(services.apps, app_key, version, origin, services.quota)
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 

@@ -25,6 +25,7 @@ from gusher.edge.channel_events import ChannelEvents
 from gusher.edge.hub import Hub
 from gusher.edge.pusher_channels import PusherChannels
 from gusher.edge.pusher_webhooks import PusherWebhooks
+from gusher.edge.quota import ConnectionQuota
 from gusher.edge.tasks import TaskPool
 from gusher.edge.webhook import Authenticator
 from gusher.ops.heartbeat import Heartbeat
@@ -72,6 +73,11 @@ class SlaveServices:
         self.pusher.events = self.hub.channel_events = self.channel_events
         self.heartbeat = Heartbeat(settings, self.broker.status, self.metrics.snapshot)
         self.presence = Presence(settings.heartbeat_interval, self.broker.status, self.hub)
+        self.quota = ConnectionQuota(
+            self.broker.status,
+            self.presence.worker_id,
+            lambda app_key: self.hub.app_connections.get(app_key, 0),
+        )
         self.started = False
         self._greenlets: list[gevent.Greenlet] = []
         self.requests_in_flight = 0  # handshakes and HTTP requests: one greenlet each

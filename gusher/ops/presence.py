@@ -61,13 +61,14 @@ def snapshot(source: PresenceSource, pause: Callable[[], None] = lambda: None) -
 
     Returns:
         `{app_key: {"channels": {channel: [subscriptions, [user ids]]},
-                    "users": {user_id: connections}}}`
+                    "users": {user_id: connections}, "connections": n}}`
     """
     apps: Snapshot = {}
     for index, (app_key, user_id) in enumerate(source.online_users()):
         if index % _ITEMS_PER_PAUSE == _ITEMS_PER_PAUSE - 1:
             pause()
-        app = apps.setdefault(app_key, {"channels": {}, "users": {}})
+        app = apps.setdefault(app_key, {"channels": {}, "users": {}, "connections": 0})
+        app["connections"] += 1
         if is_targetable_user(user_id):
             app["users"][user_id] = app["users"].get(user_id, 0) + 1
     for index, key in enumerate(source.subscribed_keys()):
@@ -77,7 +78,7 @@ def snapshot(source: PresenceSource, pause: Callable[[], None] = lambda: None) -
             continue
         app_key, channel = split_pubsub_channel(key)
         count, users = source.subscriber_users(key)
-        app = apps.setdefault(app_key, {"channels": {}, "users": {}})
+        app = apps.setdefault(app_key, {"channels": {}, "users": {}, "connections": 0})
         app["channels"][channel] = [count, sorted({u for u in users if is_targetable_user(u)})]
     return apps
 
@@ -88,10 +89,11 @@ class AppPresence:
 
     channels: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
+    connections: int = 0  # every open connection, anonymous ones too (an app's quota)
 
 
-def merge(fields: Mapping[Any, Any], now: float) -> tuple[AppPresence, list[bytes]]:
-    """Merge the workers' snapshots of one app — pure.
+def merge(fields: Mapping[Any, Any], now: float, skip: str = "") -> tuple[AppPresence, list[bytes]]:
+    """Merge the workers' snapshots of one app (all but worker `skip`'s) — pure.
 
     Returns:
         The merged presence and the fields that expired (dead workers), to prune.
@@ -99,6 +101,8 @@ def merge(fields: Mapping[Any, Any], now: float) -> tuple[AppPresence, list[byte
     merged = AppPresence()
     dead = []
     for worker, raw in fields.items():
+        if skip and (worker.decode("utf-8", "replace") if isinstance(worker, bytes) else str(worker)) == skip:
+            continue
         try:
             report = orjson.loads(raw)
             fresh = float(report["expires_at"]) > now
@@ -106,6 +110,7 @@ def merge(fields: Mapping[Any, Any], now: float) -> tuple[AppPresence, list[byte
                 (str(c), int(n), {str(u) for u in users}) for c, (n, users) in report["channels"].items()
             ]
             users = [(str(u), int(n)) for u, n in report["users"].items()]
+            connections = int(report.get("connections", 0))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             fresh = False  # unreadable: pruned like a dead worker, never a 500 for the listing
         if not fresh:
@@ -114,8 +119,9 @@ def merge(fields: Mapping[Any, Any], now: float) -> tuple[AppPresence, list[byte
         for channel, count, names in channels:
             total, everyone = merged.channels.get(channel, (0, set()))
             merged.channels[channel] = (total + count, everyone | names)
-        for user_id, connections in users:
-            merged.users[user_id] = merged.users.get(user_id, 0) + connections
+        for user_id, count in users:
+            merged.users[user_id] = merged.users.get(user_id, 0) + count
+        merged.connections += connections
     return merged, dead
 
 

@@ -60,6 +60,7 @@ CACHE_MISS = "pusher:cache_miss"
 # Pusher's own codes (pusher.md §3): what each tells pusher-js to do.
 APP_NOT_FOUND = 4001  # refused, no reconnect
 APP_DISABLED = 4003  # refused
+OVER_QUOTA = 4004  # refused: the app's connection quota is full
 UNAUTHORIZED = 4009  # refused
 OVER_CAPACITY = 4100  # back off 1 s
 GENERIC_RECONNECT = 4200  # reconnect at once
