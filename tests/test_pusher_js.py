@@ -13,9 +13,12 @@ import re
 import time
 from collections.abc import Iterator
 
+import pusher
 import pytest
 import redis as redis_lib
+import requests
 
+from gusher.core import signing
 from gusher.core.publication import TERMINATE_CONTROL, Publication
 from gusher.embedded import EmbeddedRedis
 from gusher.keys import members_keys, pubsub_channel, user_channel
@@ -76,6 +79,53 @@ def test_public_channel_messages_reach_pusher_js_and_gusher_clients_alike(
     assert js.expect(id="a", type="event", event="updated")["data"] == {"id": 7, "tags": ["a"]}
     assert gusher_client.recv_json() == {"channel": "news", "event": "created", "data": "hello"}
     assert gusher_client.recv_json()["data"] == {"id": 7, "tags": ["a"]}
+
+
+def test_a_push_through_every_api_reaches_both_protocols_once(
+    js: PusherJS, slave: GunicornProcess, master: GunicornProcess, redis_client, webhook: Webhook, clients
+) -> None:
+    """Seed route, ext JSON route, Pusher's HTTP API (the PyPI SDK) and a raw PUBLISH: each
+    message reaches a pusher-js client and a gusher client of the channel, once, in order."""
+    key = pusher_app(redis_client)
+    redis_client.hset(key, "url", webhook.url)
+    js.connect("a", key, slave.port)
+    js.send(op="subscribe", id="a", channel="mixed")
+    js.expect(id="a", type="subscribed")
+    gusher_client = Client(slave.ws_url, key, allow("u", "mixed"))
+    clients.append(gusher_client)
+    assert gusher_client.subscribe("mixed")["event"] == "gusher.subscribe_succeeded"
+
+    signed_push(master.url, key, "mixed", "seed", "one")
+    body = json.dumps({"channel": "mixed", "event": "ext", "data": {"n": 2}}).encode()
+    url = f"{master.url}/api/apps/{key}/events"
+    headers = signing.signed_headers("app-secret", "POST", url, body, time.time(), "application/json")
+    response = requests.post(
+        url, data=body, headers={**headers, "Content-Type": "application/json"}, timeout=5
+    )
+    assert response.status_code == 200, response.text
+    sdk = pusher.Pusher(
+        app_id="4242", key=key, secret="app-secret", host="127.0.0.1", port=master.port, ssl=False
+    )
+    sdk.trigger("mixed", "pusher-api", {"n": 3})
+    publish(redis_client, key, "mixed", "raw", "four")
+
+    assert [
+        js.expect(id="a", type="event", event=e)["data"] for e in ("seed", "ext", "pusher-api", "raw")
+    ] == [
+        "one",
+        {"n": 2},
+        {"n": 3},
+        "four",
+    ]
+    js.expect_none(id="a", type="event")  # each once
+    seen = [gusher_client.recv_json() for _ in range(4)]
+    assert [(m["event"], m["data"]) for m in seen] == [
+        ("seed", "one"),
+        ("ext", {"n": 2}),
+        ("pusher-api", '{"n": 3}'),  # the SDK sends a string: gusher clients get that string
+        ("raw", "four"),
+    ]
+    gusher_client.expect_silence(0.3)
 
 
 def test_private_channels_need_the_apps_signature(
