@@ -62,6 +62,10 @@ class Nginx:
         )
         wait_for_port("127.0.0.1", self.port, 10)
 
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGQUIT)
         try:

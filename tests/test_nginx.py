@@ -94,3 +94,24 @@ def _try_connect(url: str, app_key: str) -> Client | None:
         return Client(url, app_key, allow("u", "c"))
     except (websocket.WebSocketException, OSError):
         return None
+
+
+def test_pusher_clients_and_sdks_through_nginx(deployment, master, redis_client) -> None:
+    """The Pusher WebSocket route and Pusher's HTTP API are proxied too (deploy/nginx.conf)."""
+    import json
+
+    import pusher
+
+    from tests.pusher_support import PusherSocket, pusher_app
+
+    proxy, _ = deployment
+    key = pusher_app(redis_client)
+    client = PusherSocket(proxy, key)
+    assert client.subscribe("news")["event"] == "pusher_internal:subscription_succeeded"
+    sdk = pusher.Pusher(
+        app_id="4242", key=key, secret="app-secret", host="127.0.0.1", port=proxy.port, ssl=False
+    )
+    sdk.trigger("news", "created", {"via": "nginx"})
+    assert json.loads(client.recv()["data"]) == {"via": "nginx"}
+    assert sdk.terminate_user_connections("nobody") == {}
+    client.close()
