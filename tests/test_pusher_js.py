@@ -22,7 +22,7 @@ from gusher.core import signing
 from gusher.core.publication import TERMINATE_CONTROL, Publication
 from gusher.embedded import EmbeddedRedis
 from gusher.keys import members_keys, pubsub_channel, user_channel
-from tests.pusher_support import AuthBackend, PusherJS, pusher_app, signed_push
+from tests.pusher_support import ENCRYPTION_KEY, AuthBackend, PusherJS, pusher_app, signed_push
 from tests.support import Client, GunicornProcess, Webhook, allow, wait_until
 
 
@@ -142,6 +142,23 @@ def test_private_channels_need_the_apps_signature(
     js.connect("b", key, slave.port, auth=backend.auth_url(key, deny="1"))
     js.send(op="subscribe", id="b", channel="private-orders")
     assert js.expect(id="b", type="subscription_error")["error"]["status"] == 403
+
+
+def test_encrypted_channels_are_relayed_end_to_end(
+    js: PusherJS, slave: GunicornProcess, master: GunicornProcess, redis_client, backend: AuthBackend
+) -> None:
+    """The SDK encrypts with the app's master key, pusher-js decrypts with the shared secret its
+    backend gave it: gusher relays `{nonce, ciphertext}` and never sees the key."""
+    key = pusher_app(redis_client)
+    js.connect("a", key, slave.port, auth=backend.auth_url(key))
+    js.send(op="subscribe", id="a", channel="private-encrypted-vault")
+    js.expect(id="a", type="subscribed")
+    sent = pusher.Pusher(
+        app_id="4242", key=key, secret="app-secret", host="127.0.0.1", port=master.port, ssl=False,
+        encryption_master_key_base64=ENCRYPTION_KEY,
+    )  # fmt: skip
+    sent.trigger("private-encrypted-vault", "secret", {"pin": 1234})
+    assert js.expect(id="a", type="event", event="secret")["data"] == {"pin": 1234}
 
 
 def test_a_signature_of_another_secret_is_refused_by_the_server(

@@ -187,9 +187,16 @@ def open_socket(sockets: list[PusherSocket]) -> Any:
 
 @pytest.fixture(scope="module")
 def tight_slave(redis_server: EmbeddedRedis) -> Iterator[GunicornProcess]:
-    """One worker that pings after 1 s, waits 1 s for the pong, and holds 2 members per channel."""
+    """One worker that pings after 1 s, waits 1 s for the pong, holds 2 members per channel and
+    256 KB of output per client."""
     process = GunicornProcess(
-        "slave", redis_server.addr, workers=1, ping_interval=1, ping_timeout=1, presence_max_members=2
+        "slave",
+        redis_server.addr,
+        workers=1,
+        ping_interval=1,
+        ping_timeout=1,
+        presence_max_members=2,
+        max_pending_bytes=262144,
     ).start()
     yield process
     process.stop()
@@ -465,3 +472,20 @@ def test_an_apps_connection_quota_holds_across_workers(
     wait_until(lambda: reported() == 2)
     time.sleep(1.1)
     assert open_socket(slave, key).socket_id
+
+
+def test_a_slow_pusher_client_is_told_to_back_off(tight_slave: GunicornProcess, redis_client) -> None:
+    """Past the output bound a client that does not read is cut off with 4100 (pusher-js retries
+    after a second); what it reads before the close is whole frames."""
+    import socket
+
+    key = pusher_app(redis_client)
+    stuck = PusherSocket(tight_slave, key, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    try:
+        stuck.subscribe("flood")
+        payload = json.dumps({"channel": "flood", "event": "big", "data": "x" * 65000})
+        for _ in range(100):  # 6.5 MB: more than any kernel buffer holds
+            redis_client.publish(pubsub_channel(key, "flood"), payload)
+        assert stuck.expect_close(timeout=20)[0] == 4100
+    finally:
+        stuck.close()
