@@ -29,7 +29,7 @@ import gevent.event
 from gusher.broker.base import HistoryStore, PublicationBatch, Subscriber
 from gusher.config import Settings
 from gusher.core.history import HistoryPolicy, is_recoverable, merge
-from gusher.core.identity import MAX_ALLOWED_CHANNELS, Identity
+from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
 from gusher.core.publication import (
     CHANNELS_CONTROL,
@@ -39,6 +39,7 @@ from gusher.core.publication import (
     Publication,
 )
 from gusher.core.registry import Registry
+from gusher.edge import controls
 from gusher.edge.channel_events import ChannelEvents
 from gusher.edge.connection import Connection, RawSocket, SocketContext
 from gusher.edge.continuity import Continuity
@@ -47,7 +48,6 @@ from gusher.edge.settling import Settling
 from gusher.edge.tasks import TaskPool
 from gusher.errors import BackendUnavailable
 from gusher.keys import (
-    MAX_NAME_LENGTH,
     USER_PREFIX,
     is_targetable_user,
     pubsub_channel,
@@ -489,7 +489,7 @@ class Hub:
         sends = 0
         for key, publications in by_key.items():
             if key == self.worker_key:
-                self._to_sockets(publications)
+                controls.to_sockets(self, publications)
                 continue
             if any(publication.control for publication in publications):
                 self._with_controls(key, publications)
@@ -554,60 +554,13 @@ class Hub:
         for publication in publications:
             control = publication.control
             if control == CHANNELS_CONTROL and key.startswith(USER_PREFIX):
-                self._change_channels(key, publication)
+                controls.change_channels(self, key, publication)
             elif control == TERMINATE_CONTROL and key.startswith(USER_PREFIX):
-                self._terminate(key)
+                controls.terminate(self, key)
             elif control in (MEMBER_CONTROL, COUNT_CONTROL) and not key.startswith(USER_PREFIX):
                 self._fan_out(key, [publication])  # only Pusher's protocol encodes it
             elif not control:
                 self.on_publications([(key, publication)])
-
-    def _terminate(self, key: str) -> None:
-        """Close every connection of a user here (Pusher's terminate_connections: 4009 to pusher-js)."""
-        for registry in list(self.registries.values()):
-            for conn in registry.subscribers(key):
-                session = self.sessions.get(conn)
-                if session is not None and session.is_open:
-                    session.disconnect(Disconnect.TERMINATED)
-
-    def _change_channels(self, key: str, publication: Publication) -> None:
-        """A user's allowed channels change on every connection of theirs here; each is told.
-
-        `data` is `{"channels": [...], "mode": "add" | "replace"}`. With
-        `replace`, subscriptions to channels no longer allowed end; the event
-        each connection receives lists its allowed channels and those.
-        """
-        data = publication.data if isinstance(publication.data, dict) else {}
-        channels, mode = data.get("channels"), data.get("mode")
-        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-            return  # not from the master (a raw PUBLISH): nothing to apply
-        channels = [c for c in channels if c and len(c) <= MAX_NAME_LENGTH]
-        for registry in list(self.registries.values()):
-            for conn in registry.subscribers(key):
-                session = self.sessions.get(conn)
-                if session is not None and session.is_open:
-                    self._apply_channels(session, channels, mode == "replace", publication)
-
-    def _apply_channels(
-        self, session: Session, channels: list[str], replace: bool, publication: Publication
-    ) -> None:
-        allowed = list(dict.fromkeys(channels if replace else [*session.identity.channels, *channels]))
-        if len(allowed) > MAX_ALLOWED_CHANNELS:  # the newest win; what falls off is revoked
-            allowed, replace = allowed[-MAX_ALLOWED_CHANNELS:], True
-        session.identity = Identity(session.identity.user_id, tuple(allowed))
-        dropped = []
-        if replace:
-            prefix = f"{session.app_key}@"
-            for subscribed in self.registries[session.protocol].keys_of(session.conn):
-                channel = subscribed[len(prefix) :] if subscribed.startswith(prefix) else ""
-                if channel and not session.identity.allows(channel):
-                    self.unsubscribe(session, channel)
-                    dropped.append(channel)
-        told = {"channels": list(session.identity.channels), "unsubscribed": dropped}
-        session.conn.send(
-            session.protocol.publication(Publication.create(publication.channel, publication.event, told))
-        )
-        self.metrics.deliveries += 1
 
     def _local_socket(self, socket_id: str) -> Connection | None:
         """This worker's connection named `socket_id` (`{worker}.{number}`), if it is one."""
@@ -616,17 +569,9 @@ class Hub:
             return None
         return self._sockets.get(int(number))
 
-    def _to_sockets(self, publications: list[Publication]) -> None:
-        """Pushes to one socket of this worker: to it alone, if it is of the app the push names."""
-        for publication in publications:
-            app_key, _, number = publication.socket.partition("@")
-            conn = self._sockets.get(int(number)) if number.isdigit() and len(number) < 20 else None
-            session = self.sessions.get(conn) if conn is not None else None
-            if session is None or session.app_key != app_key or not session.is_open:
-                continue  # gone, or not the app's: a push never crosses apps
-            message = Publication.create(publication.channel, publication.event, publication.data)
-            session.conn.send(session.protocol.publication(message))
-            self.metrics.deliveries += 1
+    def connection(self, number: int) -> Connection | None:
+        """This worker's connection with socket number `number` (`{worker}.{number}`), if open."""
+        return self._sockets.get(number)
 
     # -- what presence reads (gusher.ops.presence.PresenceSource) ----------------
 
