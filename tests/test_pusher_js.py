@@ -19,7 +19,6 @@ import redis as redis_lib
 import requests
 
 from gusher.core import signing
-from gusher.core.publication import TERMINATE_CONTROL, Publication
 from gusher.embedded import EmbeddedRedis
 from gusher.keys import members_keys, pubsub_channel, user_channel
 from tests.pusher_support import ENCRYPTION_KEY, AuthBackend, PusherJS, pusher_app, signed_push
@@ -304,15 +303,27 @@ def test_an_unknown_app_is_refused_for_good(js: PusherJS, slave: GunicornProcess
     js.expect_none(seconds=2.5, id="a", type="state", state="connecting")
 
 
-def test_terminated_users_are_closed_and_stay_away(
-    js: PusherJS, slave: GunicornProcess, redis_client, backend: AuthBackend
+def test_terminated_users_are_closed_on_every_slave_and_stay_away(
+    js: PusherJS,
+    slave: GunicornProcess,
+    second_slave: GunicornProcess,
+    master: GunicornProcess,
+    redis_client,
+    backend: AuthBackend,
 ) -> None:
+    """`terminate_user_connections` through the PyPI SDK (its un-prefixed path) closes the user's
+    connections on both slaves with 4009: pusher-js does not reconnect; others stay."""
     key = pusher_app(redis_client)
-    js.connect("a", key, slave.port, userAuth=backend.user_auth_url(key, user="dave"))
-    js.send(op="signin", id="a")
-    js.expect(id="a", type="signed_in")
-    wait_until(lambda: redis_client.pubsub_numsub(user_channel(key, "dave"))[0][1] >= 1)
-    terminate = Publication.create("", "pusher:terminate", {}, control=TERMINATE_CONTROL)
-    redis_client.publish(user_channel(key, "dave"), terminate.payload)
-    js.expect(id="a", type="state", state="disconnected")
-    js.expect_none(seconds=2.5, id="a", type="state", state="connecting")
+    for name, server, user in (("a", slave, "dave"), ("b", second_slave, "dave"), ("c", slave, "erin")):
+        js.connect(name, key, server.port, userAuth=backend.user_auth_url(key, user=user))
+        js.send(op="signin", id=name)
+        js.expect(id=name, type="signed_in")
+    wait_until(lambda: redis_client.pubsub_numsub(user_channel(key, "dave"))[0][1] >= 2)
+    sdk = pusher.Pusher(
+        app_id="4242", key=key, secret="app-secret", host="127.0.0.1", port=master.port, ssl=False
+    )
+    sdk.terminate_user_connections("dave")
+    for name in "ab":
+        js.expect(id=name, type="state", state="disconnected")
+    js.expect_none(seconds=2.5, type="state", state="connecting")
+    js.expect_none(seconds=0.1, id="c", type="state", state="disconnected")

@@ -489,3 +489,14 @@ def test_a_slow_pusher_client_is_told_to_back_off(tight_slave: GunicornProcess, 
         assert stuck.expect_close(timeout=20)[0] == 4100
     finally:
         stuck.close()
+
+
+def test_pusher_clients_have_the_subscription_limit(
+    slave: GunicornProcess, redis_client, open_socket
+) -> None:
+    client = open_socket(slave, pusher_app(redis_client))
+    for index in range(100):  # GUSHER_MAX_SUBSCRIPTIONS_PER_CONNECTION
+        assert client.subscribe(f"c{index}")["event"] == "pusher_internal:subscription_succeeded"
+    refused = client.subscribe("one-too-many")
+    assert refused["event"] == "pusher:subscription_error"
+    assert refused["data"]["type"] == "LimitReached" and "100" in refused["data"]["error"]
