@@ -41,6 +41,52 @@ class GusherAdapter:
         return OTHER, []
 
 
+class PusherAdapter:
+    """Pusher Channels protocol 7 at `/app/{app_key}`, as pusher-js speaks it (public channels).
+
+    Sequence: server `pusher:connection_established` → client one
+    `pusher:subscribe` per channel → server
+    `pusher_internal:subscription_succeeded` per channel. Subscribing waits
+    for the greeting, as pusher-js does. A pushed message is
+    `{"event","channel","data":"<the string pushed>"}`: the marker sits in the
+    data string as in every system's. The server's `pusher:ping` to a quiet
+    client is answered with `pusher:pong`, as pusher-js answers it.
+    """
+
+    name = "pusher"
+
+    # pusher-js 8's query; the server refuses a protocol other than 7 (close 4007).
+    QUERY = "?protocol=7&client=js&version=8.4.0&flash=false"
+    PONG = b'{"event":"pusher:pong","data":{}}'
+
+    def __init__(self, app_key: str) -> None:
+        self.app_key = app_key
+
+    def path(self, index: int, channels: list[str]) -> str:
+        return f"/app/{urllib.parse.quote(self.app_key, safe='')}{self.QUERY}"
+
+    def opening(self, channels: list[str]) -> list[bytes]:
+        return []
+
+    def on_text(self, payload: bytes, channels: list[str]) -> tuple[int, list[bytes]]:
+        if b'"pusher_internal:subscription_succeeded"' in payload:
+            return ACK, []
+        if b'"pusher:ping"' in payload:
+            return OTHER, [self.PONG]
+        if b'"pusher:connection_established"' in payload:
+            return OTHER, [self.subscribe(c) for c in channels]
+        if b'"pusher:subscription_error"' in payload or b'"pusher:error"' in payload:
+            return REFUSED, []
+        return OTHER, []
+
+    @staticmethod
+    def subscribe(channel: str) -> bytes:
+        """`pusher:subscribe` for a public channel (`auth` empty, as pusher-js sends it)."""
+        return json.dumps(
+            {"event": "pusher:subscribe", "data": {"channel": channel, "auth": ""}}, separators=(",", ":")
+        ).encode()
+
+
 class SocketIOAdapter:
     """Socket.IO v4 (Engine.IO 4) over a bare WebSocket, rooms joined with a `join` event.
 
@@ -86,11 +132,13 @@ class BareAdapter:
         return OTHER, []
 
 
-def make_adapter(spec: dict) -> GusherAdapter | SocketIOAdapter | BareAdapter:
+def make_adapter(spec: dict) -> GusherAdapter | PusherAdapter | SocketIOAdapter | BareAdapter:
     """Build an adapter from a picklable spec such as `{"kind": "gusher", "app_key": "a"}`."""
     kind = spec["kind"]
     if kind == "gusher":
         return GusherAdapter(spec["app_key"])
+    if kind == "pusher":
+        return PusherAdapter(spec["app_key"])
     if kind == "socketio":
         return SocketIOAdapter()
     if kind == "bare":

@@ -51,9 +51,12 @@ class Samples:
 class ClientPool:
     """K load-generator processes, addressed together."""
 
-    def __init__(self, processes: int, nice: int | None = None) -> None:
+    def __init__(self, processes: int, nice: int | None = None, source_base: int = 10) -> None:
         if nice is None:  # BENCH_CLIENT_NICE: how far the generator steps back from the servers
             nice = int(os.environ.get("BENCH_CLIENT_NICE", "5"))
+        # Process p connects from 127.0.1.{source_base + p}: pools with different bases
+        # can be told apart on the server's side (bench.pusher counts each per worker).
+        self.source_base = source_base
         self.pipes: list[Any] = []
         self.procs: list[Any] = []
         for _ in range(processes):
@@ -105,7 +108,7 @@ class ClientPool:
                         "items": items,
                         "concurrency": max(1, concurrency // k),
                         "timeout": timeout,
-                        "source": f"127.0.1.{10 + p}",
+                        "source": self.source_address(p),
                     },
                 )
             )
@@ -128,6 +131,10 @@ class ClientPool:
             errors,
             connect_ms,
         )
+
+    def source_address(self, p: int) -> str:
+        """The address process `p` connects from."""
+        return f"127.0.1.{self.source_base + p}"
 
     def count(self) -> int:
         """Deliveries recorded so far, all processes."""

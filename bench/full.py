@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from bench import history, meta, pushapi, report, scenarios
+from bench import history, meta, pusher, pushapi, report, scenarios
 from bench.clients import ClientPool
 from bench.measure import RESULTS, log, run_system
 from bench.procs import Reaper
@@ -79,6 +79,10 @@ def run(sizes: list[int], systems: list[str]) -> int:
         Reaper.run()
         results["history"] = history.measure(rounds=3, seconds=5, n=5000)
         log(f"history: {results['history']}")
+        # Pusher-protocol clients beside gusher-protocol ones (bench/pusher.py), at N=10,000.
+        Reaper.run()
+        results["pusher"] = pusher.measure()
+        log(f"pusher: within 1.1x {results['pusher']['within_1_1x']}")
     results["meta"]["duration_s"] = round(time.time() - started)
     path = _save(results)
     report.write(results)

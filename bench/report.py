@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import ROOT
+from bench.sampler import FAN_OUT
 
 PLOTS = ROOT / "bench" / "plots"
 OUTPUT = ROOT / "BENCHMARKS.md"
@@ -344,6 +345,7 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     ]
     out += _api(results.get("api", []))
     out += _history(results.get("history"))
+    out += _pusher(results.get("pusher"))
     if plots:
         out += ["## Plots", ""] + [f"![{p}](bench/plots/{p})" for p in plots] + [""]
     out += CAVEATS
@@ -388,6 +390,80 @@ def _history(figures: dict[str, Any] | None) -> list[str]:
         "stream and meta hash).",
         "",
     ]
+
+
+def _pusher(figures: dict[str, Any] | None) -> list[str]:
+    """Pusher-protocol clients beside gusher-protocol ones (bench/pusher.py), at one N in one run."""
+    if not figures:
+        return []
+    f = figures
+
+    def row(label: str, key: str, paired: str = "") -> str:
+        cells = " | ".join(_fmt(f.get(f"{key}_{name}")) for name in ("limit", "gusher", "pusher"))
+        return f"| {label} | {cells} | {_times(f.get(f'{key}_ratio'))} | {paired} |"
+
+    bursts = [v for r in f["per_round"] for name in ("gusher", "pusher") for v in r[f"burst_rates_{name}"]]
+    verdict = "met" if f.get("within_1_1x") else "**missed**"
+    lines = [
+        "## Pusher protocol (issue 13)",
+        "",
+        f"`python -m bench.pusher`, run on {f.get('date', '–')} (`--quick`: N=2,000, 2 rounds): "
+        f"one master and one slave (2 workers) hold at once N={f['n']:,} gusher-protocol clients "
+        "(`/ws/{key}`) and N Pusher-protocol-7 clients "
+        "(`/app/{key}`, public channel, `pusher:ping` answered), each set on channel `bench` of an app of "
+        "its own; a limit baseline holds N more: the load generator and the kernel alone. Each of "
+        f"{f['rounds']} rounds connects both sets afresh, then sends {f['pushes_per_round']} steps of one "
+        "push through the master to each set in turn (the limit first, then the two protocols, which "
+        f"first alternating) and {f['bursts_per_round']} such steps of a burst of 20 messages PUBLISHed "
+        "into Redis. Figures are medians over rounds; pusher ÷ gusher is the median over rounds of each "
+        "round's ratio; paired, the median over steps of (the Pusher push or burst ÷ the gusher one of "
+        "the same step).",
+        "",
+        "| figure | limit (the generator alone) | gusher protocol | Pusher protocol | pusher ÷ gusher "
+        "| paired |",
+        "|---|---|---|---|---|---|",
+        row("push→receive p50, ms", "fanout_p50_ms"),
+        row("push→receive p99 over a round's pushes, ms", "fanout_p99_ms"),
+        row(
+            "p99 of one push (median over pushes), ms",
+            "fanout_push_p99_ms",
+            _times(f.get("paired_push_p99_ratio")),
+        ),
+        row("burst deliveries/s", "deliveries_per_s", _times(f.get("paired_deliveries_per_s_ratio"))),
+        "",
+        f"Target, within 1.1× (latency ratios ≤ 1.1, deliveries/s ratio ≥ 1 ÷ 1.1): {verdict}. "
+        f"Delivered: {f.get('fanout_delivery_pct_gusher')} % / {f.get('fanout_delivery_pct_pusher')} % "
+        f"of the pushes' deliveries. Single bursts ranged from {_fmt(min(bursts))} to "
+        f"{_fmt(max(bursts))} deliveries/s on this shared box (the JSON's `per_round` keeps each push and "
+        "burst), so deliveries/s is the least certain figure. Connections/s: gusher "
+        f"{_fmt(f.get('connect_per_s_gusher'))} (each through the auth webhook), Pusher "
+        f"{_fmt(f.get('connect_per_s_pusher'))} (public channels need none); a worker held at most "
+        f"{f.get('worst_split_pct')} % of a set.",
+        "",
+    ]
+    return lines + _pusher_profile(f.get("profile"))
+
+
+def _pusher_profile(profile: dict[str, Any] | None) -> list[str]:
+    if not profile:
+        return []
+    shares = {name: profile[name]["inclusive_pct"] for name in ("gusher", "pusher")}
+    cells = [
+        f"`{frame.split(' ')[0]}` {shares['gusher'][frame]} % / {shares['pusher'][frame]} %"
+        for frame in FAN_OUT
+    ]
+    return [
+        "py-spy on both slave workers (`--profile DIR`) while only one set was pushed to, a push and a "
+        "burst again and again, share of the samples with the gusher set / with the Pusher set: "
+        + ", ".join(cells)
+        + ". The hub encodes a message once per worker and protocol, then writes the same bytes to "
+        "every subscriber.",
+        "",
+    ]
+
+
+def _times(ratio: Any) -> str:
+    return f"{ratio:.2f}×" if isinstance(ratio, (int, float)) else "–"
 
 
 def write(results: dict[str, Any]) -> None:

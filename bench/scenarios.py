@@ -108,7 +108,7 @@ def start_reference(infra: Any, pool: ClientPool, n: int, workers: int, plan: Pl
     return Reference(system, pool, result.ready)
 
 
-def _one_push(system: Any, pool: ClientPool, n: int, seq: int, plan: Plan) -> tuple[Samples, float]:
+def one_push(system: Any, pool: ClientPool, n: int, seq: int, plan: Plan) -> tuple[Samples, float]:
     """Push one message to N subscribers; its deliveries and the limit's write time (ms, else 0)."""
     pool.reset()
     system.push(SHARED, seq, plan.size)
@@ -130,12 +130,12 @@ def fanout_latency(
     seqs, lats, ref_lats = array("q"), array("q"), array("q")
     for k in range(plan.latency_pushes):
         if reference is not None:
-            ref_samples, ref_write = _one_push(reference.system, reference.pool, reference.n, seq0 + k, plan)
+            ref_samples, ref_write = one_push(reference.system, reference.pool, reference.n, seq0 + k, plan)
             ref_writes.append(ref_write)
             ref_p99s.append(percentile(ref_samples.lats, 99) / 1e6)
             ref_lats.extend(ref_samples.lats)
             time.sleep(0.02)
-        samples, write = _one_push(system, pool, n, seq0 + k, plan)
+        samples, write = one_push(system, pool, n, seq0 + k, plan)
         seqs.extend(samples.seqs)
         lats.extend(samples.lats)
         writes.append(write)

@@ -62,17 +62,27 @@ class GusherSystem:
 
     name = "gusher"
 
-    def __init__(self, infra: Infra, workers: int, history: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        infra: Infra,
+        workers: int,
+        history: tuple[int, int] | None = None,
+        protocol: str = "gusher",
+    ) -> None:
         self.infra = infra
         self.workers = workers
         # (history_size, history_ttl): the app keeps history, so every push is numbered and kept.
         self.history = history
         if history:
             self.name = "gusher+history"
+        # "pusher": the clients speak Pusher protocol 7 at /app/{key} (the app's `pusher` field set).
+        self.protocol = protocol
+        if protocol != "gusher":
+            self.name = f"gusher+{protocol}"
         self.app_key = f"bench{time.time_ns() % 10**9}"
         self.port = free_port()
         self.master_port = free_port()
-        self.adapter = {"kind": "gusher", "app_key": self.app_key}
+        self.adapter = {"kind": protocol, "app_key": self.app_key}
         self.slave: ServerProcess | None = None
         self.master: ServerProcess | None = None
         self._http: http.client.HTTPConnection | None = None
@@ -89,7 +99,7 @@ class GusherSystem:
         return ServerProcess(f"gusher-{role}", args, {**base, **env})
 
     def start(self) -> GusherSystem:
-        self.infra.redis.hset(self.app_key, "url", self.infra.webhook_url)
+        self.infra.redis.hset(self.app_key, mapping=app_fields(self.infra, self.protocol))
         if self.history:
             size, ttl = self.history
             self.infra.redis.hset(self.app_key, mapping={"history_size": size, "history_ttl": ttl})
@@ -106,15 +116,15 @@ class GusherSystem:
     def worker_pids(self) -> list[int]:
         return self.slave.children() if self.slave else []
 
-    def push(self, channel: str, seq: int, size: int) -> int:
-        """One message through the master's HTTP API (seed: POST /api/push/...)."""
+    def push(self, channel: str, seq: int, size: int, app_key: str = "") -> int:
+        """One message through the master's HTTP API (seed: POST /api/push/...), to `app_key` or ours."""
         sent_ns = time.time_ns()
         query = urllib.parse.urlencode({"data": data_string(seq, sent_ns, size)})
         for _ in range(2):  # a keep-alive connection the master closed is reopened once
             try:
                 if self._http is None:
                     self._http = http.client.HTTPConnection("127.0.0.1", self.master_port, timeout=10)
-                self._http.request("POST", f"/api/push/{self.app_key}/{channel}/e?{query}")
+                self._http.request("POST", f"/api/push/{app_key or self.app_key}/{channel}/e?{query}")
                 response = self._http.getresponse()
                 response.read()
                 if response.status != 200:
@@ -124,13 +134,19 @@ class GusherSystem:
                 self._http = None
         raise RuntimeError("push failed twice")
 
-    def publish(self, channels: list[str], seq: int, count: int, size: int, sent_ns: int) -> None:
-        """`count` messages to each channel, straight into Redis in one pipeline."""
+    def publish(
+        self, channels: list[str], seq: int, count: int, size: int, sent_ns: int, app_key: str = ""
+    ) -> None:
+        """`count` messages to each channel of `app_key` (or ours), straight into Redis in one pipeline."""
         pipe = self.infra.redis.pipeline(transaction=False)
         for channel in channels:
             for i in range(count):
-                pipe.publish(f"{self.app_key}@{channel}", message(seq + i, sent_ns, size, channel))
+                pipe.publish(f"{app_key or self.app_key}@{channel}", message(seq + i, sent_ns, size, channel))
         pipe.execute()
+
+    def add_app(self, protocol: str, suffix: str) -> GusherApp:
+        """Another app on these running servers, its clients speaking `protocol` (see `GusherApp`)."""
+        return GusherApp(self, protocol, self.app_key + suffix)
 
     def push_api_url(self) -> str:
         return f"http://127.0.0.1:{self.master_port}/api/push/{self.app_key}/api/e?data=hello"
@@ -140,6 +156,45 @@ class GusherSystem:
             if process is not None:
                 process.stop()
         self.infra.redis.delete(self.app_key)
+
+
+def app_fields(infra: Infra, protocol: str) -> dict[Any, str]:
+    """The Redis hash of a bench app: the webhook, and `pusher` = 1 for Pusher clients."""
+    fields: dict[Any, str] = {"url": infra.webhook_url}
+    if protocol == "pusher":
+        fields["pusher"] = "1"
+    return fields
+
+
+class GusherApp:
+    """One more app on a started `GusherSystem`: its own key and clients of one protocol.
+
+    A system for the scenarios (port, adapter, push, publish, worker_pids),
+    sharing the servers with its siblings, so two apps whose clients speak
+    different protocols are measured on the same slave at the same time.
+    `stop` removes only the app's record; the servers stay the system's.
+    """
+
+    def __init__(self, system: GusherSystem, protocol: str, app_key: str) -> None:
+        self.system = system
+        self.name = f"gusher+{protocol}"
+        self.protocol = protocol
+        self.app_key = app_key
+        self.port = system.port
+        self.adapter = {"kind": protocol, "app_key": app_key}
+        system.infra.redis.hset(app_key, mapping=app_fields(system.infra, protocol))
+
+    def worker_pids(self) -> list[int]:
+        return self.system.worker_pids()
+
+    def push(self, channel: str, seq: int, size: int) -> int:
+        return self.system.push(channel, seq, size, app_key=self.app_key)
+
+    def publish(self, channels: list[str], seq: int, count: int, size: int, sent_ns: int) -> None:
+        self.system.publish(channels, seq, count, size, sent_ns, app_key=self.app_key)
+
+    def stop(self) -> None:
+        self.system.infra.redis.delete(self.app_key)
 
 
 class LimitSystem:

@@ -68,6 +68,39 @@ def test_gusher_adapter_subscribes_each_channel() -> None:
     assert adapter.on_text(b'{"event":"gusher.subscribe_error","data":{}}', [])[0] == adapters.REFUSED
 
 
+def test_pusher_adapter_sequence() -> None:
+    """No auth query; greeting → one `pusher:subscribe` per channel; acks, refusals, ping → pong."""
+    adapter = adapters.PusherAdapter("app")
+    assert adapter.path(3, ["a"]) == "/app/app?protocol=7&client=js&version=8.4.0&flash=false"
+    assert adapter.opening(["a"]) == []
+    greeting = b'{"event":"pusher:connection_established","data":"{\\"socket_id\\":\\"1.2\\"}"}'
+    kind, replies = adapter.on_text(greeting, ["a", "b"])
+    assert kind == adapters.OTHER
+    assert [json.loads(r) for r in replies] == [
+        {"event": "pusher:subscribe", "data": {"channel": c, "auth": ""}} for c in ("a", "b")
+    ]
+    ack = b'{"event":"pusher_internal:subscription_succeeded","channel":"a","data":"{}"}'
+    assert adapter.on_text(ack, ["a"]) == (adapters.ACK, [])
+    refusal = b'{"event":"pusher:subscription_error","channel":"a","data":{"status":401}}'
+    assert adapter.on_text(refusal, ["a"])[0] == adapters.REFUSED
+    assert adapter.on_text(b'{"event":"pusher:error","data":{"code":4003}}', ["a"])[0] == adapters.REFUSED
+    ping = b'{"event":"pusher:ping","data":"{}"}'
+    assert adapter.on_text(ping, ["a"]) == (adapters.OTHER, [b'{"event":"pusher:pong","data":{}}'])
+    assert adapters.needs_acks(adapters.make_adapter({"kind": "pusher", "app_key": "app"}))
+
+
+def test_pusher_message_carries_the_marker_where_the_generator_finds_it() -> None:
+    """A pushed Pusher message, encoded as gusher's wire/pusher.py does, yields seq and send time."""
+    from gusher.core.publication import Publication
+    from gusher.wire.pusher import PusherProtocol
+
+    frame = PusherProtocol().publication(Publication.create("bench", "e", data_string(7, 123, 100)))
+    payload = frame[frame.index(b"{") :]
+    assert json.loads(payload)["data"] == data_string(7, 123, 100)
+    _, seq, sent, _ = payload[payload.find(b"B|") :].split(b"|", 3)  # as loadgen._on_frames reads it
+    assert (int(seq), int(sent)) == (7, 123)
+
+
 def test_percentile() -> None:
     """Nearest-rank percentiles; empty input gives 0."""
     assert scenarios.percentile(range(1, 101), 99) == 99
@@ -153,3 +186,44 @@ def test_headline_ratios() -> None:
     assert out["fanout_ratio_pooled"] == 1.5
     assert out["pooled_p99_ratio"] == 1.2
     assert out["limit_paired_ratio"] == 0.98
+
+
+def _pusher_round(k: int, gusher_ms: float, pusher_ms: float, gusher_rate: int, pusher_rate: int) -> dict:
+    figures: dict = {"round": k, "connect_per_s_gusher": 500, "connect_per_s_pusher": 1000}
+    figures.update(split_gusher=[50, 50], split_pusher=[40, 60])
+    for name, ms, rate in (
+        ("limit", 10.0, 100),
+        ("gusher", gusher_ms, gusher_rate),
+        ("pusher", pusher_ms, pusher_rate),
+    ):
+        figures.update(
+            {
+                f"fanout_p50_ms_{name}": ms,
+                f"fanout_p99_ms_{name}": 2 * ms,
+                f"fanout_push_p99_ms_{name}": 2 * ms,
+                f"fanout_delivery_pct_{name}": 100.0,
+                f"deliveries_per_s_{name}": rate,
+                f"burst_rates_{name}": [rate, rate],
+                f"push_p99s_{name}": [2 * ms, 2 * ms],
+            }
+        )
+    return figures
+
+
+def test_pusher_figures_are_medians_of_round_ratios_and_the_report_says_the_verdict() -> None:
+    """Ratios are medians of each round's pusher ÷ gusher; above 1.1 the report says the target is missed."""
+    from bench import pusher
+
+    plan = scenarios.Plan(latency_pushes=2, bursts=2)
+    rounds = [_pusher_round(0, 10.0, 10.5, 1000, 1000), _pusher_round(1, 20.0, 21.0, 2000, 1900)]
+    figures = pusher.figures_of(rounds, 100, plan)
+    assert figures["fanout_p50_ms_ratio"] == 1.05
+    assert figures["paired_push_p99_ratio"] == 1.05
+    assert figures["deliveries_per_s_ratio"] == 0.975
+    assert figures["fanout_p50_ms_per_limit_gusher"] == 1.5
+    assert figures["worst_split_pct"] == 60.0
+    assert figures["within_1_1x"] is True
+    assert "| push→receive p50, ms | 10.0 | 15.0 | 15.8 | 1.05× |  |" in report._pusher(figures)
+    slow = pusher.figures_of([_pusher_round(0, 10.0, 12.0, 1000, 1000)], 100, plan)
+    assert slow["within_1_1x"] is False
+    assert "**missed**" in "\n".join(report._pusher(slow))
