@@ -407,7 +407,7 @@ def _pusher(figures: dict[str, Any] | None) -> list[str]:
     lines = [
         "## Pusher protocol (issue 13)",
         "",
-        f"`python -m bench.pusher`, run on {f.get('date', '–')} (`--quick`: N=2,000, 2 rounds): "
+        f"`python -m bench.pusher`, run on {f.get('date', '–')} (`--quick` runs N=2,000 in 2 rounds instead): "
         f"one master and one slave (2 workers) hold at once N={f['n']:,} gusher-protocol clients "
         "(`/ws/{key}`) and N Pusher-protocol-7 clients "
         "(`/app/{key}`, public channel, `pusher:ping` answered), each set on channel `bench` of an app of "
