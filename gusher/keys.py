@@ -7,6 +7,11 @@ adds lives under `gusher:`.
 
 from __future__ import annotations
 
+import binascii
+import functools
+import itertools
+import string
+
 from gusher.errors import InvalidName
 
 APP_URL_FIELD = "url"
@@ -22,6 +27,7 @@ SLAVE_PREFIX = "gusher:slave:"
 
 MAX_APP_KEY_LENGTH = 200
 MAX_NAME_LENGTH = 200
+CLUSTER_SLOTS = 16384
 
 
 def _has_control_chars(text: str) -> bool:
@@ -136,11 +142,27 @@ def history_keys(pubsub: str) -> tuple[str, str]:
     return HISTORY_PREFIX + pubsub, HISTORY_META_PREFIX + pubsub
 
 
+def cluster_history_keys(pubsub: str) -> tuple[str, str]:
+    """`history_keys` in a Redis Cluster: the same prefixes, the names `colocated` with the channel.
+
+    The history script SPUBLISHes on the channel, which a cluster allows only
+    in the slot of the script's keys. On one server the names stay
+    untagged: renaming them would restart every channel's numbering under a
+    new epoch at an upgrade, and a single server has no slots to share.
+    """
+    return colocated(HISTORY_PREFIX, pubsub), colocated(HISTORY_META_PREFIX, pubsub)
+
+
 def members_keys(pubsub: str) -> tuple[str, str, str]:
     """A Pusher presence channel's hashes, by its pub/sub key: members (user id → user info),
-    connection counts (user id → n) and connections (`{worker}.{number}` → user id)."""
-    tagged = "{" + pubsub + "}"  # one hash slot for the three (Redis Cluster, issue 14)
-    return MEMBERS_PREFIX + tagged, MEMBERS_PREFIX + "n:" + tagged, MEMBERS_PREFIX + "c:" + tagged
+    connection counts (user id → n) and connections (`{worker}.{number}` → user id).
+
+    All three in the channel's own cluster slot (`colocated`), where their script publishes."""
+    return (
+        colocated(MEMBERS_PREFIX, pubsub),
+        colocated(MEMBERS_PREFIX + "n:", pubsub),
+        colocated(MEMBERS_PREFIX + "c:", pubsub),
+    )
 
 
 def worker_members_key(worker: int) -> str:
@@ -183,11 +205,65 @@ SUBSCRIPTION_COUNT_WORKERS = SUBSCRIPTION_COUNT_PREFIX + "workers"  # workers th
 
 def subscription_count_keys(pubsub: str) -> tuple[str, str]:
     """A channel's subscriber counts per slave worker (hash) and their kept total, by pub/sub key
-    (Pusher's subscription_count). Hash-tagged like `members_keys`."""
-    tagged = "{" + pubsub + "}"
-    return SUBSCRIPTION_COUNT_PREFIX + tagged, SUBSCRIPTION_COUNT_PREFIX + "total:" + tagged
+    (Pusher's subscription_count), in the channel's cluster slot like `members_keys`."""
+    return colocated(SUBSCRIPTION_COUNT_PREFIX, pubsub), colocated(
+        SUBSCRIPTION_COUNT_PREFIX + "total:", pubsub
+    )
 
 
 def worker_subscription_counts_key(worker: int) -> str:
     """The set of pub/sub keys a slave worker counts subscribers of (crash sweep)."""
     return f"{SUBSCRIPTION_COUNT_PREFIX}worker:{worker}"
+
+
+# -- Redis Cluster slots ---------------------------------------------------------------
+
+
+def hashed_part(name: str) -> bytes:
+    """What Redis Cluster hashes of a key or shard channel: the first non-empty `{…}`, else all."""
+    raw = name.encode("utf-8", "surrogateescape")
+    start = raw.find(b"{")
+    if start >= 0:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            return raw[start + 1 : end]
+    return raw
+
+
+def key_slot(name: str) -> int:
+    """The cluster slot of a key or shard channel (CRC16-XMODEM of `hashed_part`, mod 16384)."""
+    return binascii.crc_hqx(hashed_part(name), 0) % CLUSTER_SLOTS
+
+
+def colocated(prefix: str, pubsub: str) -> str:
+    """A key named after the pub/sub key `pubsub`, in the cluster slot of that channel.
+
+    A script may SPUBLISH only in its keys' slot. `prefix{pubsub}` is in the
+    channel's slot whenever `pubsub` holds no `}`: the tag is then the whole
+    name, and the channel, having no complete tag either, hashes whole.
+    Every Pusher channel is such a name (no braces in its charset), and so
+    are these keys' names from before clusters. Any other name gets a tag
+    of the same slot in front of it (`slot_tag`); the name follows the tag,
+    so two channels never share a key.
+    """
+    if "}" not in pubsub:
+        return prefix + "{" + pubsub + "}"
+    return prefix + "{" + slot_tag(key_slot(pubsub)) + "}" + pubsub
+
+
+_TAG_ALPHABET = string.ascii_letters + string.digits
+
+
+@functools.lru_cache(maxsize=1024)
+def slot_tag(slot: int) -> str:
+    """The shortest alphanumeric string (first in order) that hashes to `slot`.
+
+    Strings of up to three characters cover every slot (238,328 of them for
+    16,384 slots); the search looks at ~16k of them, about 10 ms, once per slot.
+    """
+    for length in (1, 2, 3, 4):
+        for chars in itertools.product(_TAG_ALPHABET, repeat=length):
+            tag = "".join(chars)
+            if binascii.crc_hqx(tag.encode(), 0) % CLUSTER_SLOTS == slot:
+                return tag
+    raise AssertionError(f"no tag hashes to slot {slot}")  # pragma: no cover: 4 characters cover all

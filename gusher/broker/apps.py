@@ -7,10 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import gevent.event
-import redis
 
 from gusher.broker.base import AppStore
-from gusher.broker.client import translate_errors
+from gusher.broker.client import Client, translate_errors
 from gusher.core.apps import AppConfig, parse_app
 from gusher.errors import BackendUnavailable, UnknownApp
 from gusher.keys import INTERNAL_PREFIX, check_app_key
@@ -19,7 +18,7 @@ from gusher.keys import INTERNAL_PREFIX, check_app_key
 class RedisAppStore:
     """`gusher.broker.base.AppStore` on one Redis server."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
 
     def load(self, app_key: str) -> AppConfig:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
+from redis.cluster import ClusterNode
+from redis.commands.core import Script
+from redis.connection import Encoder
+from redis.exceptions import RedisClusterException
 
 from gusher.config import Settings
-from gusher.errors import BackendUnavailable
+from gusher.errors import BackendUnavailable, ConfigError
+
+# What gusher's stores run their commands on: one server, or a cluster's command router.
+Client = redis.Redis | redis.RedisCluster
+
+CLUSTER_SCHEME = "redis+cluster"
 
 
 def command_client(settings: Settings, name: str = "gusher") -> redis.Redis:
@@ -34,6 +47,131 @@ def command_client(settings: Settings, name: str = "gusher") -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
+@dataclass(frozen=True)
+class ClusterAddress:
+    """A `redis+cluster://[user[:password]@]host:port[,host:port…]` URL, parsed."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterAddress:
+        """Raises `ConfigError` naming what is wrong (never echoing a password)."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme != CLUSTER_SCHEME:
+            raise ConfigError(f"a cluster REDIS_ADDR starts with {CLUSTER_SCHEME}://")
+        netloc = rest.split("/", 1)[0].split("?", 1)[0]
+        userinfo, at, hosts = netloc.rpartition("@")
+        username = password = None
+        if at:
+            user, colon, secret = userinfo.partition(":")
+            username = urllib.parse.unquote(user) or None
+            password = urllib.parse.unquote(secret) if colon else None
+        nodes = tuple(_host_port(part) for part in hosts.split(",") if part)
+        if not nodes:
+            raise ConfigError(f"{CLUSTER_SCHEME}:// names no node (host:port[,host:port…])")
+        return cls(nodes, username, password)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port`, or a host alone (port 6379)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "6379"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, "6379"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"bad cluster node {text!r} in REDIS_ADDR (host:port)")
+    return host, int(port)
+
+
+class LazyCluster:
+    """A `redis.RedisCluster` made at its first use, standing in for it until then.
+
+    redis-py's cluster client asks a node for the slot map in its
+    constructor and raises when none answers. gusher's brokers connect
+    lazily (a master or slave starts while Redis is still coming up), so
+    this proxy builds the client on the first command, and again on the
+    next one after a failed attempt (`redis.ConnectionError` then, turned
+    into `BackendUnavailable` by `translate_errors`). Scripts are registered
+    on the proxy itself: their SHA needs only the encoder.
+    """
+
+    def __init__(self, factory: Callable[[], redis.RedisCluster]) -> None:
+        self._factory = factory
+        self._cluster: redis.RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the client exists (a slot map was read once)."""
+        return self._cluster is not None
+
+    def get_encoder(self) -> Encoder:
+        return Encoder("utf-8", "strict", False)  # redis-py's defaults, as the real client's
+
+    def register_script(self, script: str) -> Script:
+        return Script(cast(redis.RedisCluster, self), script)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster(), name)
+
+    def cluster(self) -> redis.RedisCluster:
+        """The real client, made now if it is not yet (may block on the network)."""
+        if self._cluster is None:
+            with self._lock:
+                if self._cluster is None:
+                    try:
+                        self._cluster = self._factory()
+                    except RedisClusterException as exc:
+                        raise redis.ConnectionError(str(exc)) from exc
+        return self._cluster
+
+
+def cluster_client(settings: Settings, name: str = "gusher") -> LazyCluster:
+    """A cluster's command router, bounded per node as `command_client` is; connects lazily.
+
+    Every node of `REDIS_ADDR` is a startup node (any one that answers gives
+    the slot map). Each node's pool is a `BlockingConnectionPool` of
+    `redis_max_connections`, which redis-py uses only for a client made from
+    a URL: hence the first node as `url`.
+    """
+    address = ClusterAddress.parse(settings.redis_url)
+    host, port = address.nodes[0]
+
+    def make() -> redis.RedisCluster:
+        return redis.RedisCluster(
+            url=f"redis://{'[' + host + ']' if ':' in host else host}:{port}",
+            startup_nodes=[ClusterNode(h, p) for h, p in address.nodes[1:]],
+            username=address.username,
+            password=address.password,
+            connection_pool_class=redis.BlockingConnectionPool,
+            max_connections=settings.redis_max_connections,
+            timeout=5.0,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            health_check_interval=30,
+            client_name=name,
+            # A slot left uncovered for a moment (a failover) fails its own commands, not the client.
+            require_full_coverage=False,
+        )
+
+    return LazyCluster(make)
+
+
+def sharded_script(source: str, sharded: bool) -> str:
+    """A Lua script's `PUBLISH` as the engine needs it: `SPUBLISH` in a cluster (same arguments).
+
+    In a cluster only a shard channel's subscribers (SSUBSCRIBE) hear a
+    SPUBLISH, and a script may SPUBLISH only in the slot of its keys
+    (`gusher.keys.colocated`).
+    """
+    return source.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'") if sharded else source
+
+
 def pubsub_pool(redis_url: str) -> redis.ConnectionPool:
     """Connections for a subscriber: no read timeout (an idle channel is silent), RESP2.
 
@@ -49,14 +187,35 @@ def pubsub_pool(redis_url: str) -> redis.ConnectionPool:
     )
 
 
+def node_pubsub_pool(host: str, port: int, address: ClusterAddress) -> redis.ConnectionPool:
+    """`pubsub_pool` for one cluster node (a shard's sharded pub/sub connection)."""
+    return redis.ConnectionPool(
+        host=host,
+        port=port,
+        username=address.username,
+        password=address.password,
+        socket_connect_timeout=2.0,
+        socket_timeout=None,
+        socket_keepalive=True,
+        protocol=2,
+    )
+
+
+# Every error of redis-py: a cluster's own (`RedisClusterException`: no node answers, a
+# slot is uncovered) is no `RedisError`.
+REDIS_ERRORS = (redis.RedisError, RedisClusterException)
+
 # What a lost or unreachable server raises, for loops that reconnect.
 NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Turn redis-py errors into `BackendUnavailable` where they enter."""
+    """Turn redis-py errors into `BackendUnavailable` where they enter.
+
+    A cluster's own errors too (`REDIS_ERRORS`).
+    """
     try:
         yield
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise BackendUnavailable(f"redis unavailable: {exc.__class__.__name__}") from exc

@@ -25,7 +25,8 @@ from typing import Any
 
 import gevent
 import gevent.event
-import redis
+
+from gusher.broker.client import Client
 
 # At most this many commands per pipeline; the rest wait for the next flush.
 _MAX_BATCH = 256
@@ -43,7 +44,7 @@ def _patched() -> bool:
 class Coalescer:
     """Sends the commands handed to it from many greenlets in shared pipelines."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
         self._waiting: list[tuple[Callable[[Any], Any], gevent.event.AsyncResult]] = []
         self._flusher: gevent.Greenlet | None = None

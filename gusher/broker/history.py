@@ -22,6 +22,14 @@ smaller ID" until the stream expired).
 The read script returns the epoch (creating it when missing: an epoch a
 client got at offset 0 stays valid after the first publish), the latest
 offset and the kept messages after a given offset.
+
+In a Redis Cluster (`sharded`) the script SPUBLISHes, and its keys are
+`gusher.keys.cluster_history_keys`, in the channel's slot. Several items
+then cannot be one MULTI/EXEC (their slots differ, and redis-py refuses
+scripts in a cluster pipeline): each is one script call, in order, each
+atomic on its own. What stays all or nothing is the validation, done by the
+caller before anything is published; a node failing half-way raises
+`BackendUnavailable` after the items before it went out.
 """
 
 from __future__ import annotations
@@ -32,11 +40,11 @@ from typing import Any
 
 import redis
 
-from gusher.broker.client import translate_errors
+from gusher.broker.client import Client, sharded_script, translate_errors
 from gusher.broker.coalesce import Coalescer
 from gusher.core.history import ChannelHistory, HistoryPolicy
 from gusher.core.publication import Publication, Routed
-from gusher.keys import history_keys
+from gusher.keys import cluster_history_keys, history_keys
 
 # KEYS: stream, meta. ARGV: pub/sub channel, payload head, size, ttl, meta ttl, epoch if new.
 _PUBLISH = """
@@ -101,13 +109,18 @@ def new_epoch() -> str:
 
 
 class RedisHistory:
-    """Numbered publishing and history reads through one Redis client."""
+    """Numbered publishing and history reads through one Redis client (or a cluster's, `sharded`)."""
 
-    def __init__(self, client: redis.Redis, meta_ttl: int, coalescer: Coalescer | None = None) -> None:
+    def __init__(
+        self, client: Client, meta_ttl: int, coalescer: Coalescer | None = None, sharded: bool = False
+    ) -> None:
         self._client = client
         self._meta_ttl = meta_ttl
-        self._coalescer = coalescer
-        self._publish = client.register_script(_PUBLISH)
+        # redis-py refuses EVALSHA in a cluster pipeline, so a cluster's pushes are not shared.
+        self._coalescer = None if sharded else coalescer
+        self._sharded = sharded
+        self._keys = cluster_history_keys if sharded else history_keys
+        self._publish = client.register_script(sharded_script(_PUBLISH, sharded))
         self._read = client.register_script(_READ)
 
     def publish(self, items: Sequence[Routed], policy: HistoryPolicy) -> list[tuple[int, str]]:
@@ -118,7 +131,7 @@ class RedisHistory:
         """
         calls: list[tuple[list[str], list[bytes | str | int]]] = []
         for key, publication in items:
-            stream, meta = history_keys(key)
+            stream, meta = self._keys(key)
             args: list[bytes | str | int] = [
                 key,
                 publication.head,
@@ -138,11 +151,10 @@ class RedisHistory:
                     results = [self._coalescer.call(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args))]
                 except redis.exceptions.NoScriptError:  # it did not run: loading and running it is safe
                     results = [self._publish(keys=keys, args=args)]
-            elif len(calls) == 1:
-                # One EVALSHA (EVAL once after a NOSCRIPT): a pipeline would first ask
+            elif len(calls) == 1 or self._sharded:
+                # One EVALSHA each (EVAL once after a NOSCRIPT): a pipeline would first ask
                 # SCRIPT EXISTS on every call, one more round trip per push.
-                keys, args = calls[0]
-                results = [self._publish(keys=keys, args=args)]
+                results = [self._publish(keys=keys, args=args) for keys, args in calls]
             else:
                 pipe = self._client.pipeline(transaction=True)
                 for keys, args in calls:
@@ -152,7 +164,7 @@ class RedisHistory:
 
     def read(self, key: str, since: int, limit: int, policy: HistoryPolicy) -> ChannelHistory:
         """The channel's epoch and latest offset, and up to `limit` kept messages after `since`."""
-        stream, meta = history_keys(key)
+        stream, meta = self._keys(key)
         with translate_errors():
             top, epoch, payloads = self._read(
                 keys=[stream, meta],

@@ -28,9 +28,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-import redis
 
-from gusher.broker.client import translate_errors
+from gusher.broker.client import REDIS_ERRORS, Client, sharded_script, translate_errors
 from gusher.keys import (
     MEMBER_WORKERS,
     members_keys,
@@ -90,12 +89,13 @@ def _entry(key: str, socket_id: str) -> str:
 
 
 class RedisMembers:
-    """`gusher.broker.base.MemberStore` on one Redis server."""
+    """`gusher.broker.base.MemberStore` on one Redis server, or a cluster (`sharded`: the
+    scripts SPUBLISH in their channel's slot, where `members_keys` are)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client, sharded: bool = False) -> None:
         self._client = client
-        self._join = client.register_script(_JOIN)
-        self._leave = client.register_script(_LEAVE)
+        self._join = client.register_script(sharded_script(_JOIN, sharded))
+        self._leave = client.register_script(sharded_script(_LEAVE, sharded))
 
     def join(
         self,
@@ -184,7 +184,8 @@ class RedisMembers:
                 if user:
                     removed.append((key, user))
             pipe = self._client.pipeline(transaction=False)
-            pipe.delete(worker_members_key(worker), worker_alive_key(worker))
+            pipe.delete(worker_members_key(worker))  # one key per DEL: a cluster puts them apart
+            pipe.delete(worker_alive_key(worker))
             pipe.srem(MEMBER_WORKERS, str(worker))
             pipe.execute()
         return removed
@@ -216,5 +217,5 @@ class RedisMembers:
     def _forget(self, worker: int, entries: list[str]) -> None:
         try:
             self._client.srem(worker_members_key(worker), *entries)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass  # a stale entry only costs a sweep's idempotent leave

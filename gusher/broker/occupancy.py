@@ -39,9 +39,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import redis
-
-from gusher.broker.client import translate_errors
+from gusher.broker.client import REDIS_ERRORS, Client, translate_errors
 from gusher.keys import OCCUPANCY_WORKERS, occupancy_key, worker_alive_key, worker_occupancy_key
 
 log = logging.getLogger(__name__)
@@ -76,7 +74,7 @@ class RedisOccupancy:
     service loop, never from an event-loop callback.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
         self._occupy = client.register_script(_OCCUPY)
         self._vacate = client.register_script(_VACATE)
@@ -132,7 +130,7 @@ class RedisOccupancy:
             for worker, is_alive in zip(others, alive, strict=True):
                 if not is_alive:
                     self._sweep_worker(worker, vacated)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("occupancy sweep cut short: %s", exc.__class__.__name__)
         return vacated
 
@@ -189,5 +187,5 @@ class RedisOccupancy:
     def _forget(self, worker: int, key: str) -> None:
         try:
             self._client.srem(worker_occupancy_key(worker), key)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass  # a stale entry only costs a sweep's idempotent vacate

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from gusher.broker.apps import RedisAppStore
-from gusher.broker.base import Routed
-from gusher.broker.client import command_client, translate_errors
+from gusher.broker.base import Routed, Subscriber
+from gusher.broker.client import Client, command_client, pubsub_pool, translate_errors
 from gusher.broker.coalesce import Coalescer
 from gusher.broker.history import RedisHistory
 from gusher.broker.members import RedisMembers
@@ -24,19 +25,37 @@ from gusher.keys import cache_key
 _GLOB_SPECIAL = frozenset("\\*?[]^")
 
 
+def glob_prefix(prefix: str) -> str:
+    """A PUBSUB pattern matching every name that starts with `prefix` (its glob characters escaped)."""
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in prefix) + "*"
+
+
 class RedisBroker:
-    """`gusher.broker.base.Broker` on one Redis server, through one bounded command pool."""
+    """`gusher.broker.base.Broker` on one Redis server, through one bounded command pool.
+
+    `gusher.broker.cluster.ClusterBroker` is this broker on a Redis Cluster:
+    the same stores, `sharded`, a cluster's client, SPUBLISH.
+    """
+
+    sharded = False  # keys placed by slot and scripts that SPUBLISH (a Redis Cluster)
 
     def __init__(self, settings: Settings, client_name: str = "gusher") -> None:
         self._redis_url = settings.redis_url
-        self.client = command_client(settings, client_name)
+        self.client = self._command_client(settings, client_name)
         self.apps = RedisAppStore(self.client)
         self.status = RedisStatus(self.client)
         self._coalescer = Coalescer(self.client)
-        self.history = RedisHistory(self.client, settings.history_meta_ttl, self._coalescer)
-        self.members = RedisMembers(self.client)
+        self.history = RedisHistory(self.client, settings.history_meta_ttl, self._coalescer, self.sharded)
+        self.members = RedisMembers(self.client, self.sharded)
         self.occupancy = RedisOccupancy(self.client)
-        self.subscription_counts = RedisSubscriptionCounts(self.client)
+        self.subscription_counts = RedisSubscriptionCounts(self.client, self.sharded)
+
+    def _command_client(self, settings: Settings, name: str) -> Client:
+        return command_client(settings, name)
+
+    def _send(self, target: Any, key: str, payload: bytes) -> None:
+        """Queue (on a pipeline) or send one publication: PUBLISH."""
+        target.publish(key, payload)
 
     def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
         """One PUBLISH, or several in one MULTI/EXEC: all of them or none.
@@ -56,13 +75,13 @@ class RedisBroker:
             if len(items) == 1 and not cached:
                 key, publication = items[0]
                 if self._coalescer.active:
-                    self._coalescer.call(lambda pipe: pipe.publish(key, publication.payload))
+                    self._coalescer.call(lambda pipe: self._send(pipe, key, publication.payload))
                 else:
-                    self.client.publish(key, publication.payload)
+                    self._send(self.client, key, publication.payload)
                 return []
-            pipe = self.client.pipeline(transaction=True)
+            pipe = self.client.pipeline(transaction=not self.sharded)
             for key, publication in items:
-                pipe.publish(key, publication.payload)
+                self._send(pipe, key, publication.payload)
             for key, publication in cached:
                 pipe.set(cache_key(key), publication.client_payload, ex=CACHE_SECONDS)
             pipe.execute()
@@ -88,14 +107,13 @@ class RedisBroker:
         subscription per channel its clients want. Redis walks all its
         channels for it (O(channels), ~1 ms per 100k).
         """
-        pattern = "".join("\\" + c if c in _GLOB_SPECIAL else c for c in prefix) + "*"
         with translate_errors():
-            keys = self.client.pubsub_channels(pattern)
+            keys = self.client.pubsub_channels(glob_prefix(prefix))
         return [k.decode() if isinstance(k, bytes) else k for k in keys]
 
-    def subscriber(self, metrics: Metrics, ping_every: float = 5.0) -> RedisSubscriber:
+    def subscriber(self, metrics: Metrics, ping_every: float = 5.0) -> Subscriber:
         """A worker's pub/sub connection to the same server (not started)."""
-        return RedisSubscriber(self._redis_url, metrics, ping_every)
+        return RedisSubscriber(pubsub_pool(self._redis_url), metrics, ping_every)
 
     def ping(self) -> None:
         """PING; `BackendUnavailable` when Redis does not answer."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import cast
 
-import redis
-
-from gusher.broker.client import translate_errors
+from gusher.broker.client import Client, translate_errors
 from gusher.keys import presence_key, server_key, servers_index
 
 
@@ -23,7 +21,7 @@ class RedisStatus:
     Presence: one hash per app (field = worker).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
 
     def write_heartbeat(

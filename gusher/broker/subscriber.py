@@ -5,6 +5,12 @@ there). Subscription changes are serialised in one place, the sync greenlet,
 which also pings Redis so that a dead connection is noticed by the
 listener's read timeout. The listener owns reading and reconnecting, and
 turns each payload into a `Publication` once.
+
+A Redis Cluster's worker holds one of these per primary, speaking sharded
+pub/sub (`gusher.broker.cluster_subscriber.ShardLink`): the command and
+reply names, how keys are grouped into commands, the replies other than
+messages and confirmations, and what a lost connection means are the
+places it differs.
 """
 
 from __future__ import annotations
@@ -13,21 +19,23 @@ import logging
 import random
 import sys
 from collections.abc import Iterable
-from typing import cast
+from typing import Any, cast
 
 import gevent
 import gevent.event
 import gevent.lock
+import redis
 from redis.connection import Connection
 
 from gusher.broker.base import PublicationBatch, SubscriberHandler
-from gusher.broker.client import NETWORK_ERRORS, pubsub_pool
+from gusher.broker.client import NETWORK_ERRORS
 from gusher.core.metrics import Metrics
 from gusher.core.publication import Publication
 
 log = logging.getLogger(__name__)
 
 _RawBatch = list[tuple[bytes, bytes]]
+Reply = list[Any]
 
 _CHUNK = 500  # channels per SUBSCRIBE/UNSUBSCRIBE command
 _BATCH_LIMIT = 512  # messages handed on at most per batch
@@ -43,14 +51,19 @@ class RedisSubscriber:
     """Keeps this worker's Redis subscriptions equal to what its clients want."""
 
     _handler: SubscriberHandler  # given by `start`, before any message can arrive
+    # Classic pub/sub; a cluster's shard link speaks the sharded commands.
+    SUBSCRIBE, UNSUBSCRIBE = "SUBSCRIBE", "UNSUBSCRIBE"
+    MESSAGE, CONFIRMED = b"message", b"subscribe"
 
     def __init__(
         self,
-        redis_url: str,
+        pool: redis.ConnectionPool,
         metrics: Metrics,
         ping_every: float = 5.0,
+        label: str = "redis",
     ) -> None:
-        self._pool = pubsub_pool(redis_url)
+        self._pool = pool  # `client.pubsub_pool`: no read timeout, RESP2
+        self._label = label  # who this connects to, for log lines
         self._metrics = metrics
         self._ping_every = ping_every
         self._conn: Connection | None = None
@@ -118,7 +131,7 @@ class RedisSubscriber:
                 backoff = 0.1
                 self._read(conn)
             except NETWORK_ERRORS as exc:
-                log.warning("redis pub/sub connection lost (%s); retrying in %.1f s", exc, backoff)
+                log.warning("%s pub/sub connection lost (%s); retrying in %.1f s", self._label, exc, backoff)
             except Exception:  # a bug must not end the listener: log it, reconnect
                 log.exception("pub/sub listener failed; reconnecting")
             self._drop_connection()
@@ -133,12 +146,12 @@ class RedisSubscriber:
             self._active_count = 0
             self._dirty = {}
             self._inflight.clear()
-            self._send(conn, "SUBSCRIBE", self._state)
+            self._send(conn, self.SUBSCRIBE, self._state)
             self._conn = conn
         if self._ever_connected:
             self._metrics.redis_reconnects += 1
         self._ever_connected = self.connected = True
-        log.info("redis pub/sub connected; subscribing %d channels", len(self._state))
+        log.info("%s pub/sub connected; subscribing %d channels", self._label, len(self._state))
         return conn
 
     def _drop_connection(self) -> None:
@@ -157,18 +170,29 @@ class RedisSubscriber:
             if batch and (len(batch) >= _BATCH_LIMIT or not conn.can_read(0)):
                 self._hand_on(batch)
                 batch = []
-            reply = conn.read_response(timeout=read_timeout, disconnect_on_error=False)
+            reply = self._reply(conn, read_timeout)
+            if reply is None:
+                continue
             kind = reply[0]
-            if kind == b"message":
+            if kind == self.MESSAGE:
                 batch.append((reply[1], reply[2]))
                 continue
             if batch:
                 self._hand_on(batch)
                 batch = []
-            if kind == b"subscribe":
+            if kind == self.CONFIRMED:
                 # Interned: the hub interns every key it wants, so this finds
                 # that same string and the decoded copy is freed at once.
                 self._confirmed(sys.intern(reply[1].decode("utf-8", "surrogateescape")))
+            else:
+                self._other_reply(kind, reply)
+
+    def _reply(self, conn: Connection, timeout: float) -> Reply | None:
+        """The next reply; an error reply raises (the listener reconnects), None means none to act on."""
+        return cast(Reply, conn.read_response(timeout=timeout, disconnect_on_error=False))
+
+    def _other_reply(self, kind: bytes, reply: Reply) -> None:
+        """Replies to UNSUBSCRIBE and PING: nothing to do on one server."""
 
     def _hand_on(self, batch: _RawBatch) -> None:
         try:
@@ -237,16 +261,21 @@ class RedisSubscriber:
                     self._active_count -= bool(state & _ACTIVE)
                     to_unsubscribe.append(key)
             if to_unsubscribe:
-                self._send(conn, "UNSUBSCRIBE", to_unsubscribe)
+                self._send(conn, self.UNSUBSCRIBE, to_unsubscribe)
             if to_subscribe:
-                self._send(conn, "SUBSCRIBE", to_subscribe)
+                self._send(conn, self.SUBSCRIBE, to_subscribe)
             if not (to_subscribe or to_unsubscribe):
                 conn.send_command("PING", check_health=False)
 
     def _send(self, conn: Connection, command: str, keys: Iterable[str]) -> None:
         ordered = list(keys)
-        if command == "SUBSCRIBE":
+        if command == self.SUBSCRIBE:
             for key in ordered:
                 self._inflight[key] = self._inflight.get(key, 0) + 1
-        for start in range(0, len(ordered), _CHUNK):
-            conn.send_command(command, *ordered[start : start + _CHUNK], check_health=False)
+        commands = [(command, *group) for group in self._groups(ordered)]
+        if commands:  # one write for all of them
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+
+    def _groups(self, keys: list[str]) -> Iterable[list[str]]:
+        """The keys of one command each: at most `_CHUNK`."""
+        return (keys[start : start + _CHUNK] for start in range(0, len(keys), _CHUNK))

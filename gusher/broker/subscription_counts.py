@@ -21,9 +21,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import redis
-
-from gusher.broker.client import translate_errors
+from gusher.broker.client import Client, sharded_script, translate_errors
 from gusher.keys import (
     SUBSCRIPTION_COUNT_WORKERS,
     split_pubsub_channel,
@@ -59,11 +57,12 @@ def _text(value: Any) -> str:
 
 
 class RedisSubscriptionCounts:
-    """`gusher.broker.base.SubscriptionCountStore` on one Redis server (calls may block)."""
+    """`gusher.broker.base.SubscriptionCountStore` on one Redis server, or a cluster (`sharded`:
+    the script SPUBLISHes in the channel's slot); calls may block."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client, sharded: bool = False) -> None:
         self._client = client
-        self._update = client.register_script(_UPDATE)
+        self._update = client.register_script(sharded_script(_UPDATE, sharded))
 
     def update(self, key: str, worker: int, count: int) -> int | None:
         """This worker has `count` subscribers on `key`: the channel's new total, or None when
