@@ -20,15 +20,26 @@ SETSLOT NODE on every primary).
 
 from __future__ import annotations
 
+import json
+import queue
 import random
 import socket
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import redis
 
 from gusher.embedded import EmbeddedRedis
+from gusher.keys import key_slot
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SLOTS = 16384
 BUS_OFFSET = 10000  # a node's cluster bus listens on its port + 10000
@@ -307,3 +318,103 @@ class LocalCluster:
         for node in [target, source, *(n for n in self.primaries() if n not in (target, source))]:
             node.client.execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
         self.wait_healthy()
+
+
+class Listener:
+    """A broker subscriber in a gevent subprocess (`tests.cluster_listener`), seen from the test.
+
+    Every `on_ready` and every batch it receives is kept in arrival order;
+    `received(key)` gives a key's payloads. Its log (stderr) is kept for
+    the failure message.
+    """
+
+    def __init__(self, redis_addr: str) -> None:
+        self._log = tempfile.NamedTemporaryFile(prefix="listener-", suffix=".log", delete=False)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.cluster_listener", redis_addr],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        self.events: list[dict[str, Any]] = []
+        self._statuses: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            event = json.loads(line)
+            if "status" in event:
+                self._statuses.put(event["status"])
+                continue
+            with self._lock:
+                self.events.append(event)
+
+    def _send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def want(self, *keys: str) -> None:
+        for key in keys:
+            self._send(f"want {key}")
+
+    def release(self, *keys: str) -> None:
+        for key in keys:
+            self._send(f"release {key}")
+
+    def status(self) -> dict[str, Any]:
+        self._send("status")
+        return self._statuses.get(timeout=5)
+
+    def ready_count(self, key: str) -> int:
+        with self._lock:
+            return sum(1 for event in self.events if event.get("ready") == key)
+
+    def wait_ready(self, keys: Iterable[str], times: int = 1, timeout: float = 10.0) -> None:
+        """Until each key had `on_ready` at least `times` times."""
+        wanted = list(keys)
+        wait_for(lambda: all(self.ready_count(key) >= times for key in wanted), timeout, self._what("ready"))
+
+    def received(self, key: str) -> list[str]:
+        with self._lock:
+            batches = [event["batch"] for event in self.events if "batch" in event]
+        return [payload for batch in batches for channel, payload in batch if channel == key]
+
+    def wait_received(self, key: str, count: int, timeout: float = 10.0) -> list[str]:
+        wait_for(lambda: len(self.received(key)) >= count, timeout, self._what(f"{count} messages on {key}"))
+        return self.received(key)
+
+    def _what(self, what: str) -> str:
+        return f"{what} (listener log:\n{self.log()[-3000:]})"
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        Path(self._log.name).unlink(missing_ok=True)
+
+
+def keys_on_every_primary(cluster: LocalCluster, app_key: str, per_primary: int = 2) -> list[str]:
+    """Pub/sub keys `{app_key}@c<n>` chosen so that every primary owns `per_primary` of them."""
+    chosen: dict[str, list[str]] = {node.node_id: [] for node in cluster.primaries()}
+    owners = cluster.alive()[0].owners()
+    for n in range(10000):
+        key = f"{app_key}@c{n}"
+        bucket = chosen[owners[key_slot(key)]]
+        if len(bucket) < per_primary:
+            bucket.append(key)
+        if all(len(b) == per_primary for b in chosen.values()):
+            return [key for bucket in chosen.values() for key in bucket]
+    raise AssertionError("no keys found for every primary")

@@ -2,9 +2,10 @@
 
 A broker carries Publications from any master to every slave worker that
 has subscribers on their channel, and keeps gusher's records (apps, slave
-heartbeats, presence). The single-Redis engine is `standalone.RedisBroker`;
-another engine (Redis Cluster, Sentinel) implements the same interfaces, and
-nothing above this package changes. A fake broker in the tests implements
+heartbeats, presence). The single-Redis engine is `standalone.RedisBroker`,
+the Redis Cluster engine `cluster.ClusterBroker` (sharded pub/sub, one
+connection per primary: `cluster_subscriber`); another engine (Sentinel)
+implements the same interfaces, and nothing above this package changes. A fake broker in the tests implements
 `Subscriber` to drive a hub without Redis.
 
 Guarantees every `Subscriber` gives its handler (per worker):
