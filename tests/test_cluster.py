@@ -11,9 +11,14 @@ are given the cluster's `redis+cluster://` URL.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+import redis as redis_lib
+import requests
+import websocket
 
 from gusher.broker.cluster import ClusterBroker
 from gusher.broker.factory import create_broker
@@ -29,7 +34,7 @@ from gusher.keys import (
     subscription_count_keys,
 )
 from tests.cluster import Listener, LocalCluster, keys_on_every_primary
-from tests.support import new_app_key
+from tests.support import Client, GunicornProcess, Webhook, allow, new_app_key, push
 
 POLICY = HistoryPolicy(size=100, ttl=60)
 
@@ -61,6 +66,30 @@ def cluster() -> Iterator[LocalCluster]:
 @pytest.fixture(scope="module")
 def broker(cluster: LocalCluster) -> ClusterBroker:
     return broker_for(cluster)
+
+
+@pytest.fixture(scope="module")
+def admin(cluster: LocalCluster) -> Iterator[redis_lib.RedisCluster]:
+    """A plain redis-py cluster client, for what an operator writes (app hashes)."""
+    client = redis_lib.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def master(cluster: LocalCluster) -> Iterator[GunicornProcess]:
+    process = GunicornProcess("master", cluster.url).start()
+    yield process
+    process.stop()
+    assert "Traceback" not in process.log(), process.log()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def slave(cluster: LocalCluster) -> Iterator[GunicornProcess]:
+    process = GunicornProcess("slave", cluster.url, workers=2, webhook_timeout=1).start()
+    yield process
+    process.stop()
+    assert "Traceback" not in process.log(), process.log()[-4000:]
 
 
 @pytest.fixture
@@ -204,3 +233,155 @@ def test_the_subscriber_follows_a_primary_killed_and_its_replica_promoted() -> N
             assert listener.status() == {"connected": True, "subscriptions": 3}
         finally:
             listener.stop()
+
+
+# -- end to end: a master and a slave on the cluster ------------------------------------
+
+
+def channels_on_every_primary(cluster: LocalCluster, app_key: str) -> list[str]:
+    return [split_pubsub_channel(key)[1] for key in keys_on_every_primary(cluster, app_key)]
+
+
+def make_app(admin: redis_lib.RedisCluster, webhook: Webhook, **fields: str) -> str:
+    key = new_app_key("clu")
+    admin.hset(key, mapping={"url": webhook.url, **fields})
+    return key
+
+
+def subscribed(slave: GunicornProcess, app_key: str, channels: list[str], clients: list[Client]) -> Client:
+    client = Client(slave.ws_url, app_key, allow("u", *channels))
+    clients.append(client)
+    for channel in channels:
+        assert client.subscribe(channel, channel)["event"] == "gusher.subscribe_succeeded"
+    return client
+
+
+def test_pushes_reach_websocket_clients_on_channels_of_every_shard(
+    cluster: LocalCluster,
+    admin: redis_lib.RedisCluster,
+    master: GunicornProcess,
+    slave: GunicornProcess,
+    webhook: Webhook,
+    clients: list[Client],
+) -> None:
+    """A real master SPUBLISHes a seed push per channel, then one multi-channel, one batch and one
+    pattern push over all of them (the pattern matched against every primary's shard channels); a
+    real slave's client hears each, on channels owned by all three primaries."""
+    app_key = make_app(admin, webhook)
+    channels = channels_on_every_primary(cluster, app_key)
+    client = subscribed(slave, app_key, channels, clients)
+    for channel in channels:
+        assert push(master.url, app_key, channel, "e", "seed").status_code == 200
+    bodies = {
+        "events": {"channels": channels, "event": "e", "data": "multi"},
+        "batch_events": {"batch": [{"channel": c, "event": "e", "data": "batch"} for c in channels]},
+        "pattern_events": {"channel_pattern": "c*", "event": "e", "data": "pattern"},
+    }
+    for route, body in bodies.items():
+        response = requests.post(f"{master.url}/api/apps/{app_key}/{route}", json=body, timeout=5)
+        assert response.status_code == 200, response.text
+    assert sorted(response.json()["channels"]) == sorted(channels)
+    received = [client.recv_json() for _ in range(4 * len(channels))]
+    for channel in channels:
+        in_order = [m["data"] for m in received if m["channel"] == channel]
+        assert in_order == ["seed", "multi", "batch", "pattern"]
+    client.expect_silence(0.2)
+
+
+class Pushes:
+    """Pushes `0`, `1`, … to one channel, one after another, from a thread, until stopped."""
+
+    def __init__(self, master: GunicornProcess, app_key: str, channel: str) -> None:
+        self.sent: list[str] = []  # the data of each push answered 200
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(master.url, app_key, channel), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, app_key: str, channel: str) -> None:
+        n = 0
+        while not self._stop.is_set():
+            try:
+                if push(url, app_key, channel, "e", str(n)).status_code == 200:
+                    self.sent.append(str(n))
+            except requests.RequestException:
+                pass
+            n += 1
+            time.sleep(0.005)
+
+    def wait_sent(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.sent) < count:
+            assert time.monotonic() < deadline, f"only {len(self.sent)} of {count} pushes answered"
+            time.sleep(0.01)
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(10)
+        return self.sent
+
+
+def test_a_slot_migration_under_pushes_loses_nothing_where_history_is_on(
+    cluster: LocalCluster,
+    admin: redis_lib.RedisCluster,
+    master: GunicornProcess,
+    slave: GunicornProcess,
+    webhook: Webhook,
+    clients: list[Client],
+) -> None:
+    """While pushes keep coming, a subscribed history channel's slot moves to another primary: the
+    client gets every push once, in order, numbered without a gap (pub/sub's loss recovered)."""
+    app_key = make_app(admin, webhook, history_size="1000", history_ttl="60")
+    channel = channels_on_every_primary(cluster, app_key)[0]
+    key = pubsub_channel(app_key, channel)
+    client = subscribed(slave, app_key, [channel], clients)
+    pushes = Pushes(master, app_key, channel)
+    pushes.wait_sent(20)
+    target = next(node for node in cluster.primaries() if node is not cluster.owner(key_slot(key)))
+    cluster.migrate_slot(key_slot(key), target)
+    pushes.wait_sent(len(pushes.sent) + 40)
+    sent = pushes.stop()
+    received = [client.recv_json() for _ in sent]
+    assert [m["data"] for m in received] == sent
+    assert [m["offset"] for m in received] == list(range(1, len(sent) + 1))
+    client.expect_silence(0.3)
+    log = slave.log()
+    assert "channels to move (unsubscribed by the server)" in log
+    assert f"caught {key!r} up from history" in log  # pub/sub lost some: history gave them back
+
+
+def test_delivery_resumes_within_two_seconds_of_a_primary_killed_and_replaced(
+    webhook: Webhook, clients: list[Client]
+) -> None:
+    """SIGKILL a primary and promote its replica: pushes to a channel of that shard reach the
+    slave's client again within 2 s of the promotion (no history: what fell between is lost)."""
+    with LocalCluster(primaries=3, replicas=1) as own:
+        admin = redis_lib.RedisCluster(host="127.0.0.1", port=own.nodes[0].port)
+        master = GunicornProcess("master", own.url, workers=1).start()
+        slave = GunicornProcess("slave", own.url, workers=1, webhook_timeout=1).start()
+        try:
+            app_key = make_app(admin, webhook)
+            channel = channels_on_every_primary(own, app_key)[0]
+            client = subscribed(slave, app_key, [channel], clients)
+            assert push(master.url, app_key, channel, "e", "before").status_code == 200
+            assert client.recv_json()["data"] == "before"
+            victim = own.owner(key_slot(pubsub_channel(app_key, channel)))
+            own.kill(victim)
+            own.failover(own.replicas_of(victim)[0], force=True)
+            promoted = time.monotonic()
+            data = ""
+            while not data:
+                assert time.monotonic() - promoted < 2.0, "no delivery within 2 s of the promotion"
+                try:
+                    url = f"{master.url}/api/push/{app_key}/{channel}/e"
+                    requests.post(url, params={"data": "after"}, timeout=0.5)
+                    data = client.recv_json(timeout=0.1)["data"]
+                except (requests.RequestException, websocket.WebSocketTimeoutException):
+                    continue
+            assert data == "after"
+            print(f"delivery resumed {time.monotonic() - promoted:.2f} s after the promotion")
+        finally:
+            admin.close()
+            for process in (slave, master):
+                process.stop()
+        for process in (slave, master):
+            assert "Traceback" not in process.log(), process.log()[-4000:]
