@@ -212,6 +212,24 @@ def test_the_subscriber_follows_a_slot_migration(
     assert [listener.ready_count(key) for key in keys[1:]] == [1, 1]
 
 
+def test_a_key_sent_to_a_slots_former_owner_follows_the_moved_reply(
+    cluster: LocalCluster, broker: ClusterBroker, listener: Listener
+) -> None:
+    """A slot migrated while this worker held none of its keys leaves its map stale: the next key
+    of that slot is SSUBSCRIBEd on the former owner, answered MOVED, and placed on the new one."""
+    held, later = keys_on_every_primary(cluster, new_app_key("stale"), per_primary=2)[:2]  # one primary
+    listener.want(held)
+    listener.wait_ready([held])
+    target = next(node for node in cluster.primaries() if node is not cluster.owner(key_slot(later)))
+    cluster.migrate_slot(key_slot(later), target)
+    listener.want(later)
+    listener.wait_ready([later])
+    broker.publish([(later, publication(later, "found"))])
+    assert listener.wait_received(later, 1) == [message(later, "found")]
+    assert f"MOVED to {target.addr}" in listener.log()
+    assert listener.ready_count(held) == 1
+
+
 def test_the_subscriber_follows_a_primary_killed_and_its_replica_promoted() -> None:
     """A dead primary's channels are subscribed again on the replica that took its slots; the
     other shards' channels never notice."""

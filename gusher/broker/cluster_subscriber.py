@@ -245,12 +245,16 @@ class ClusterSubscriber:
     # -- placing keys -------------------------------------------------------
 
     def _owner(self, key: str) -> str | None:
-        """The name of the primary owning `key`'s slot by the known map; None if unknown."""
+        """The name of the primary owning `key`'s slot by the known map; None if unknown or stale."""
         if self._stale or not self._cluster.ready:
             return None
+        return self._lookup(key)
+
+    def _lookup(self, key: str) -> str | None:
+        """`_owner` by the map as it is, stale or not (None: the slot is uncovered now)."""
         try:
             node = self._cluster.nodes_manager.get_node_from_slot(key_slot(key))
-        except REDIS_ERRORS:  # the slot is uncovered for now
+        except REDIS_ERRORS:
             return None
         return str(node.name)
 
@@ -323,22 +327,37 @@ class ClusterSubscriber:
         else:
             self._cluster.cluster()  # made now: reads the map
         self._stale = False
-        moved = 0
-        for link in list(self._links.values()):
-            elsewhere = [key for key in link.wanted() if self._owner(key) != link.name]
-            if elsewhere:
-                link.drop(elsewhere)
-                for key in elsewhere:
-                    if not self._place(key):
-                        self._route.pop(key, None)
-                        self._unrouted[key] = None
-                moved += len(elsewhere)
+        moved = sum(self._move_misplaced(link) for link in list(self._links.values()))
         primaries = {node.name for node in self._cluster.nodes_manager.get_nodes_by_server_type("primary")}
         for name, link in list(self._links.items()):
-            if name not in primaries and not link.wanted():
+            if name not in primaries and not link.holds():
                 link.stop()
                 del self._links[name]
-        log.info("redis cluster slot map read: %d primaries, %d channels moved", len(primaries), moved)
+        log.info(
+            "redis cluster slot map read: %d primaries; %d channels moved, %d waiting to be placed",
+            len(primaries),
+            moved,
+            len(self._unrouted),
+        )
+
+    def _move_misplaced(self, link: ShardLink) -> int:
+        """Move `link`'s keys whose slot another node owns now; how many.
+
+        Yields every `_CHUNK` keys: a worker may hold 100k keys, and this
+        runs on every refresh, so it must not hold the event loop for long.
+        """
+        moved = 0
+        for n, key in enumerate(link.wanted(), 1):
+            if n % _CHUNK == 0:
+                gevent.sleep(0)
+            if self._route.get(key) is not link or self._lookup(key) == link.name:
+                continue  # released (or moved) meanwhile, or in place
+            link.drop([key])
+            if not self._place(key):
+                del self._route[key]
+                self._unrouted[key] = None
+            moved += 1
+        return moved
 
     def _place_waiting(self) -> None:
         waiting, self._unrouted = self._unrouted, {}
