@@ -10,6 +10,7 @@ server sends. Pushed messages of every system carry the same marker
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 
 ACK, OTHER, REFUSED = 1, 0, -1
@@ -39,6 +40,28 @@ class GusherAdapter:
         if b'"gusher.subscribe_error"' in payload:
             return REFUSED, []
         return OTHER, []
+
+
+class JWTAdapter(GusherAdapter):
+    """gusher's protocol with a JWT in the URL instead of the webhook's token (the app's `jwt_key`).
+
+    Each client's token (HS256, its user and channels) is signed here, in the
+    load generator, before it connects: the slave verifies it locally and calls
+    no webhook, so the connect rate is the handshake's own.
+    """
+
+    name = "gusher+jwt"
+
+    def __init__(self, app_key: str, jwt_key: str) -> None:
+        super().__init__(app_key)
+        self.jwt_key = jwt_key
+
+    def path(self, index: int, channels: list[str]) -> str:
+        import jwt  # PyJWT, gusher's own dependency for JWT connections
+
+        claims = {"user_id": f"u{index}", "channels": channels, "exp": int(time.time()) + 3600}
+        token = jwt.encode(claims, self.jwt_key, algorithm="HS256")
+        return f"/ws/{self.app_key}?auth={urllib.parse.quote(token, safe='')}"
 
 
 class PusherAdapter:
@@ -132,11 +155,13 @@ class BareAdapter:
         return OTHER, []
 
 
-def make_adapter(spec: dict) -> GusherAdapter | PusherAdapter | SocketIOAdapter | BareAdapter:
+def make_adapter(spec: dict) -> GusherAdapter | JWTAdapter | PusherAdapter | SocketIOAdapter | BareAdapter:
     """Build an adapter from a picklable spec such as `{"kind": "gusher", "app_key": "a"}`."""
     kind = spec["kind"]
     if kind == "gusher":
         return GusherAdapter(spec["app_key"])
+    if kind == "jwt":
+        return JWTAdapter(spec["app_key"], spec["jwt_key"])
     if kind == "pusher":
         return PusherAdapter(spec["app_key"])
     if kind == "socketio":

@@ -34,13 +34,32 @@ def quick(n: int) -> dict[str, Any]:
         try:
             limit = run_system(LimitSystem, infra, pool, n, plan, reference)
             gusher = run_system(GusherSystem, infra, pool, n, plan, reference)
+            jwt = connect_only(GusherSystem(infra, workers_for(n), protocol="jwt"), pool, n, plan)
         finally:
             reference.system.stop()
-    return headline(gusher, limit)
+    return headline(gusher, limit, jwt)
 
 
-def headline(gusher: dict[str, Any], limit: dict[str, Any]) -> dict[str, Any]:
-    """The quick-mode JSON: gusher's figures beside the baseline's, and their ratios."""
+def connect_only(system: GusherSystem, pool: ClientPool, n: int, plan: Plan) -> dict[str, Any]:
+    """Start `system`, connect N clients, stop it: the connect figures alone."""
+    try:
+        system.start()
+        result = scenarios.connect(system, pool, n, scenarios.shared_channel_of, plan)
+        log(f"{system.name} N={n}: {result.ready} connected ({result.rate:.0f}/s), {result.failed} failed")
+        return {"connect_per_s": result.rate, "connected": result.ready}
+    except Exception as exc:
+        log(f"{system.name} N={n} failed: {exc!r}")
+        return {"error": repr(exc)}
+    finally:
+        pool.close_all()
+        system.stop()
+
+
+def headline(
+    gusher: dict[str, Any], limit: dict[str, Any], jwt: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The quick-mode JSON: gusher's figures beside the baseline's, and their ratios;
+    `connect_per_s_jwt` is gusher's connect rate with JWT clients (no webhook call)."""
     out = {
         "connections": gusher.get("connected", 0),
         "mem_kb_per_conn": round(gusher.get("mem_kb_per_conn", 0.0), 2),
@@ -59,6 +78,7 @@ def headline(gusher: dict[str, Any], limit: dict[str, Any]) -> dict[str, Any]:
         "deliveries_per_s": round(gusher.get("deliveries_per_s", 0.0)),
         "limit_deliveries_per_s": round(limit.get("deliveries_per_s", 0.0)),
         "connect_per_s": round(gusher.get("connect_per_s", 0.0)),
+        "connect_per_s_jwt": round((jwt or {}).get("connect_per_s", 0.0)),
         "limit_connect_per_s": round(limit.get("connect_per_s", 0.0)),
     }
     # Median over pairs of (gusher's push p99 ÷ the limit's write time just before it).
@@ -78,7 +98,7 @@ def headline(gusher: dict[str, Any], limit: dict[str, Any]) -> dict[str, Any]:
         if out["limit_deliveries_per_s"]
         else None
     )
-    errors = [r["error"] for r in (gusher, limit) if "error" in r]
+    errors = [r["error"] for r in (gusher, limit, jwt or {}) if "error" in r]
     if errors:
         out["errors"] = errors
     return out

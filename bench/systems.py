@@ -83,6 +83,8 @@ class GusherSystem:
         self.port = free_port()
         self.master_port = free_port()
         self.adapter = {"kind": protocol, "app_key": self.app_key}
+        if protocol == "jwt":
+            self.adapter["jwt_key"] = JWT_KEY
         self.slave: ServerProcess | None = None
         self.master: ServerProcess | None = None
         self._http: http.client.HTTPConnection | None = None
@@ -158,11 +160,18 @@ class GusherSystem:
         self.infra.redis.delete(self.app_key)
 
 
+# The HS256 key of the bench's JWT app (protocol "jwt": clients connect with a token, no webhook).
+JWT_KEY = "bench-jwt-key-of-at-least-32-bytes!"
+
+
 def app_fields(infra: Infra, protocol: str) -> dict[Any, str]:
-    """The Redis hash of a bench app: the webhook, and `pusher` = 1 for Pusher clients."""
+    """The Redis hash of a bench app: the webhook, `pusher` = 1 for Pusher clients, `jwt_key`
+    for clients that connect with a JWT."""
     fields: dict[Any, str] = {"url": infra.webhook_url}
     if protocol == "pusher":
         fields["pusher"] = "1"
+    if protocol == "jwt":
+        fields["jwt_key"] = JWT_KEY
     return fields
 
 

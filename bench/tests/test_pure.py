@@ -227,3 +227,18 @@ def test_pusher_figures_are_medians_of_round_ratios_and_the_report_says_the_verd
     slow = pusher.figures_of([_pusher_round(0, 10.0, 12.0, 1000, 1000)], 100, plan)
     assert slow["within_1_1x"] is False
     assert "**missed**" in "\n".join(report._pusher(slow))
+
+
+def test_the_jwt_adapter_signs_a_token_gusher_accepts() -> None:
+    """Each JWT client's path carries a token that gusher's own verifier accepts (issue 16)."""
+    import urllib.parse
+
+    from bench.adapters import make_adapter
+    from bench.systems import JWT_KEY
+    from gusher.core import tokens
+
+    adapter = make_adapter({"kind": "jwt", "app_key": "a", "jwt_key": JWT_KEY})
+    path = adapter.path(7, ["bench"])
+    token = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)["auth"][0]
+    identity = tokens.verify(token, JWT_KEY)
+    assert identity.user_id == "u7" and identity.allows("bench")
