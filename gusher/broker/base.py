@@ -4,9 +4,11 @@ A broker carries Publications from any master to every slave worker that
 has subscribers on their channel, and keeps gusher's records (apps, slave
 heartbeats, presence). The single-Redis engine is `standalone.RedisBroker`,
 the Redis Cluster engine `cluster.ClusterBroker` (sharded pub/sub, one
-connection per primary: `cluster_subscriber`); another engine (Sentinel)
-implements the same interfaces, and nothing above this package changes. A fake broker in the tests implements
-`Subscriber` to drive a hub without Redis.
+connection per primary: `cluster_subscriber`), the Sentinel engine
+`sentinel.SentinelBroker` (the single-Redis engine on the primary Sentinel
+names); they implement the same interfaces, and nothing above this
+package changes. A fake broker in the tests implements `Subscriber` to
+drive a hub without Redis.
 
 Guarantees every `Subscriber` gives its handler (per worker):
 - one broker subscription per key, however many local subscribers it has:

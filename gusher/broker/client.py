@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,8 +13,9 @@ from typing import Any, cast
 import redis
 from redis.cluster import ClusterNode
 from redis.commands.core import Script
-from redis.connection import Encoder
+from redis.connection import Connection, Encoder
 from redis.exceptions import RedisClusterException
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from gusher.config import Settings
 from gusher.errors import BackendUnavailable, ConfigError
@@ -22,6 +24,7 @@ from gusher.errors import BackendUnavailable, ConfigError
 Client = redis.Redis | redis.RedisCluster
 
 CLUSTER_SCHEME = "redis+cluster"
+SENTINEL_SCHEME = "redis+sentinel"
 
 
 def command_client(settings: Settings, name: str = "gusher") -> redis.Redis:
@@ -84,8 +87,121 @@ def _host_port(text: str) -> tuple[str, int]:
     else:
         host, port = text, "6379"
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"bad cluster node {text!r} in REDIS_ADDR (host:port)")
+        raise ConfigError(f"bad node {text!r} in REDIS_ADDR (host:port)")
     return host, int(port)
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """A `redis+sentinel://[user[:password]@]host:port[,host:port…]/<service_name>` URL, parsed.
+
+    The hosts are Sentinels; the credentials are the primary's (Sentinels
+    are asked without them, as they usually run without a password).
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelAddress:
+        """Raises `ConfigError` naming what is wrong (never echoing a password)."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme != SENTINEL_SCHEME:
+            raise ConfigError(f"a Sentinel REDIS_ADDR starts with {SENTINEL_SCHEME}://")
+        netloc, _, path = rest.split("?", 1)[0].partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        username = password = None
+        if at:
+            user, colon, secret = userinfo.partition(":")
+            username = urllib.parse.unquote(user) or None
+            password = urllib.parse.unquote(secret) if colon else None
+        sentinels = tuple(_host_port(part) for part in hosts.split(",") if part)
+        if not sentinels:
+            raise ConfigError(f"{SENTINEL_SCHEME}:// names no Sentinel (host:port[,host:port…])")
+        service = urllib.parse.unquote(path.strip("/"))
+        if not service or "/" in service:
+            raise ConfigError(f"{SENTINEL_SCHEME}://… ends with /<service_name>, the name Sentinel monitors")
+        return cls(sentinels, service, username, password)
+
+    def sentinel(self) -> Sentinel:
+        """Who is asked for the primary's address: every Sentinel, in turn, with short timeouts."""
+        return Sentinel(
+            list(self.sentinels), sentinel_kwargs={"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+        )
+
+
+# How often a Sentinel-backed connection in use checks that Sentinel still names its server
+# primary. After `SENTINEL FAILOVER` the old primary keeps accepting writes (lost when it
+# resyncs) until its Sentinel reconfigures it, ~10 s later here: a connection left on it
+# would write there, and a subscriber there would hear nothing the master sends.
+PRIMARY_CHECK_EVERY = 0.5
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """redis-py's Sentinel pool (each connect asks Sentinel for the primary), bounded and blocking.
+
+    redis-py has no blocking Sentinel pool; this one takes the connect from
+    `SentinelConnectionPool` and the bounded queue from `BlockingConnectionPool`
+    (`command_client` says why it must block). A connection handed out is
+    checked against Sentinel's answer every `PRIMARY_CHECK_EVERY` seconds
+    (one round trip to a Sentinel), and moved if its server is no longer primary.
+    """
+
+    _checked_at = 0.0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Connection:
+        conn = cast(Connection, super().get_connection(*args, **kwargs))
+        now = time.monotonic()
+        if now - self._checked_at >= PRIMARY_CHECK_EVERY:
+            self._checked_at = now
+            try:
+                primary = self.get_master_address()  # drops idle connections if it moved
+            except redis.ConnectionError:
+                return conn  # no Sentinel answers: keep what works
+            if (conn.host, conn.port) != tuple(primary):
+                conn.disconnect()
+                conn.connect()  # asks Sentinel again
+        return conn
+
+
+def sentinel_client(settings: Settings, name: str = "gusher") -> redis.Redis:
+    """`command_client` on the primary Sentinel names; follows a failover.
+
+    A connection that finds its server demoted (READONLY, or closed: a
+    Sentinel kills the clients of an instance it reconfigures) raises
+    `ConnectionError`; redis-py retries the command on a new connection,
+    whose connect asks Sentinel again.
+    """
+    address = SentinelAddress.parse(settings.redis_url)
+    pool = _BlockingSentinelPool(
+        address.service,
+        address.sentinel(),
+        max_connections=settings.redis_max_connections,
+        timeout=5.0,
+        username=address.username,
+        password=address.password,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        health_check_interval=30,
+        client_name=name,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def sentinel_pubsub_pool(address: SentinelAddress) -> SentinelConnectionPool:
+    """`pubsub_pool` whose every connect asks Sentinel for the primary (after a failover, the new one)."""
+    return SentinelConnectionPool(
+        address.service,
+        address.sentinel(),
+        username=address.username,
+        password=address.password,
+        socket_connect_timeout=2.0,
+        socket_timeout=None,
+        socket_keepalive=True,
+        protocol=2,
+    )
 
 
 class LazyCluster:

