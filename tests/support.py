@@ -299,3 +299,35 @@ def without_socket_id(reply: dict) -> dict:
     socket_id = reply.pop("socket_id")
     assert SOCKET_ID.fullmatch(socket_id), socket_id
     return reply
+
+
+class Pushes:
+    """Pushes `0`, `1`, … to one channel, one after another, from a thread, until stopped."""
+
+    def __init__(self, master: GunicornProcess, app_key: str, channel: str) -> None:
+        self.sent: list[str] = []  # the data of each push answered 200
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(master.url, app_key, channel), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, app_key: str, channel: str) -> None:
+        n = 0
+        while not self._stop.is_set():
+            try:
+                if push(url, app_key, channel, "e", str(n)).status_code == 200:
+                    self.sent.append(str(n))
+            except requests.RequestException:
+                pass
+            n += 1
+            time.sleep(0.005)
+
+    def wait_sent(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.sent) < count:
+            assert time.monotonic() < deadline, f"only {len(self.sent)} of {count} pushes answered"
+            time.sleep(0.01)
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(10)
+        return self.sent

@@ -11,7 +11,6 @@ are given the cluster's `redis+cluster://` URL.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 
@@ -34,7 +33,7 @@ from gusher.keys import (
     subscription_count_keys,
 )
 from tests.cluster import Listener, LocalCluster, keys_on_every_primary
-from tests.support import Client, GunicornProcess, Webhook, allow, new_app_key, push
+from tests.support import Client, GunicornProcess, Pushes, Webhook, allow, new_app_key, push
 
 POLICY = HistoryPolicy(size=100, ttl=60)
 
@@ -304,38 +303,6 @@ def test_pushes_reach_websocket_clients_on_channels_of_every_shard(
         in_order = [m["data"] for m in received if m["channel"] == channel]
         assert in_order == ["seed", "multi", "batch", "pattern"]
     client.expect_silence(0.2)
-
-
-class Pushes:
-    """Pushes `0`, `1`, … to one channel, one after another, from a thread, until stopped."""
-
-    def __init__(self, master: GunicornProcess, app_key: str, channel: str) -> None:
-        self.sent: list[str] = []  # the data of each push answered 200
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(master.url, app_key, channel), daemon=True)
-        self._thread.start()
-
-    def _run(self, url: str, app_key: str, channel: str) -> None:
-        n = 0
-        while not self._stop.is_set():
-            try:
-                if push(url, app_key, channel, "e", str(n)).status_code == 200:
-                    self.sent.append(str(n))
-            except requests.RequestException:
-                pass
-            n += 1
-            time.sleep(0.005)
-
-    def wait_sent(self, count: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.sent) < count:
-            assert time.monotonic() < deadline, f"only {len(self.sent)} of {count} pushes answered"
-            time.sleep(0.01)
-
-    def stop(self) -> list[str]:
-        self._stop.set()
-        self._thread.join(10)
-        return self.sent
 
 
 def test_a_slot_migration_under_pushes_loses_nothing_where_history_is_on(

@@ -22,8 +22,7 @@ from gusher.broker.sentinel import SentinelBroker
 from gusher.config import load_settings
 from gusher.errors import ConfigError
 from tests.sentinel import LocalSentinel
-from tests.support import Client, GunicornProcess, Webhook, allow, new_app_key, push, wait_until
-from tests.test_cluster import Pushes
+from tests.support import Client, GunicornProcess, Pushes, Webhook, allow, new_app_key, push, wait_until
 
 # -- the URL ----------------------------------------------------------------------
 
