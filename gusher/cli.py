@@ -6,6 +6,8 @@
   Redis-compatible server when no `REDIS_ADDR` is configured, a demo webhook,
   the demo app `demo` whose webhook allows the channel `demo`, a master and a
   slave; it prints the demo page's address and a curl line that pushes to it.
+  `gusher up --cluster`: a local 3-primary Valkey Cluster instead of the
+  single embedded server.
 - `gusher sign --secret-file F [--json BODY] URL` prints a signed curl line
   for an app that has a `secret` (see `gusher.core.signing`).
 - `gusher apps|push|stats` manage apps, push and show the slaves against the
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from gusher.config import load_settings, parse_listen
 from gusher.core import signing
-from gusher.embedded import EmbeddedRedis, ensure_port_free, free_port, wait_for_port
+from gusher.embedded import EmbeddedCluster, EmbeddedRedis, ensure_port_free, free_port, wait_for_port
 from gusher.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,16 +74,25 @@ class _DemoWebhook(BaseHTTPRequestHandler):
 class _LocalRun:
     """What `gusher up` starts, in order, and stops in reverse: Redis, the demo webhook, both roles."""
 
-    def __init__(self) -> None:
+    def __init__(self, cluster: bool = False) -> None:
         self.settings = load_settings()
         self.env = dict(os.environ)
+        self.cluster = cluster
         self.embedded: EmbeddedRedis | None = None
+        self.embedded_cluster: EmbeddedCluster | None = None
         self.webhook: ThreadingHTTPServer | None = None
         self.children: list[subprocess.Popen[bytes]] = []
 
     def start_redis(self) -> str:
-        """An embedded server unless `REDIS_ADDR` names one; its address."""
-        if not self.settings.redis_addr:
+        """An embedded server (a cluster with `--cluster`) unless `REDIS_ADDR` names one; its address."""
+        if self.cluster:
+            if self.settings.redis_addr:
+                raise ConfigError("--cluster starts a cluster of its own: unset REDIS_ADDR to use it")
+            self.embedded_cluster = EmbeddedCluster().start()
+            self.env["REDIS_ADDR"] = self.embedded_cluster.url
+            nodes = " ".join(node.addr for node in self.embedded_cluster.nodes)
+            print(f"embedded Valkey Cluster, {len(self.embedded_cluster.nodes)} primaries on {nodes}")
+        elif not self.settings.redis_addr:
             self.embedded = EmbeddedRedis().start()
             self.env["REDIS_ADDR"] = self.embedded.addr
             print(f"embedded Redis-compatible server on {self.embedded.addr}")
@@ -89,6 +100,9 @@ class _LocalRun:
 
     def redis_cli_arguments(self) -> str:
         """How `redis-cli` reaches the Redis in use (`-h host -p port`, or `-u URL`)."""
+        if self.embedded_cluster is not None:
+            head = self.embedded_cluster.nodes[0]  # -c: follow the cluster's redirections
+            return f"-c -h {head.host} -p {head.port}"
         if self.embedded is not None:
             return f"-h {self.embedded.host} -p {self.embedded.port}"
         return f"-u {load_settings(environ=self.env).redis_url_redacted}"
@@ -159,10 +173,27 @@ class _LocalRun:
             self.webhook.shutdown()
         if self.embedded is not None:
             self.embedded.stop()
+        if self.embedded_cluster is not None:
+            self.embedded_cluster.stop()
+
+
+def _up_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gusher up",
+        description="Run an embedded Redis-compatible server (unless REDIS_ADDR is set), "
+        "a demo app, a master and a slave on this machine; Ctrl-C stops everything.",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="start a local Valkey Cluster of 3 primaries (no replicas) instead of the single "
+        "embedded server, and run master and slave on its redis+cluster:// address",
+    )
+    return parser.parse_args(argv)
 
 
 def _up(args: argparse.Namespace) -> int:
-    run = _LocalRun()
+    run = _LocalRun(cluster=args.cluster)
     # SIGTERM ends the run like Ctrl-C: through `finally`, which stops everything.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -236,7 +267,8 @@ _COMMANDS = """commands:
   master      the HTTP API (gunicorn wsgi_master:app), configured by .env
   slave       the WebSocket server (gunicorn -c gunicorn.conf.py wsgi_slave:app)
   up          everything on this machine, for real: embedded Redis unless REDIS_ADDR is
-              set, a demo app, a master and a slave (what `make run` does)
+              set, a demo app, a master and a slave (what `make run` does);
+              `gusher up --cluster`: a local 3-primary Valkey Cluster instead
   sign        print a curl line signed with an app's secret (`gusher sign --help`)
   apps        add, list, show, change, remove apps, rotate their secrets (`gusher apps --help`)
   push        publish one message to a channel (`gusher push --help`)
@@ -269,10 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         from gusher import manage  # redis-py: not for `gusher sign`
 
         return manage.main([args.command, *args.arguments])
+    if args.command == "up":
+        return _up(_up_arguments(args.arguments))
     if args.arguments:
         parser.error(f"{args.command} takes no arguments: {' '.join(args.arguments)}")
-    if args.command == "up":
-        return _up(args)
     _exec_role(args.command)
     return 0
 

