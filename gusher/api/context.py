@@ -16,6 +16,7 @@ from gusher.api import pushes, security
 from gusher.broker.apps import AppCache
 from gusher.broker.base import Broker
 from gusher.config import Settings
+from gusher.core import exactjson
 from gusher.core.apps import AppConfig
 from gusher.core.metrics import Metrics
 from gusher.core.publication import Routed
@@ -87,7 +88,7 @@ def _check_length() -> None:
 def json_body() -> dict[str, Any]:
     """The request body as a JSON object, whatever the Content-Type (`curl -d '{…}'` sends a form type)."""
     _check_length()
-    return pushes.parse_json_body(request.get_data(cache=True))
+    return exactjson.loads_object(request.get_data(cache=True))
 
 
 def _strict_field(encoded: bytes, name: str) -> str | None:
@@ -116,7 +117,7 @@ def data_parameter() -> Any:
             data = _strict_field(request.get_data(cache=True), "data")
         elif request.mimetype == "application/json":
             # ext: `{"data": <any JSON>}` is delivered as that JSON value.
-            return pushes.data_of(pushes.parse_json_body(request.get_data(cache=True)))
+            return pushes.data_of(exactjson.loads_object(request.get_data(cache=True)))
         else:
             data = request.form.get("data")
     if not data:

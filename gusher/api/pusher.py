@@ -29,7 +29,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 
 from gusher.api.context import current_apps, current_broker, current_settings, publish
-from gusher.core import pusher_api, signing
+from gusher.core import exactjson, pusher_api, signing
 from gusher.core.apps import AppConfig
 from gusher.core.pusher import PRESENCE_PREFIX, is_presence
 from gusher.core.pusher_api import SUBSCRIPTION_COUNT, USER_COUNT, Event
@@ -199,7 +199,7 @@ def _terminate(app_id: str | None, user_id: str) -> Any:
     app, _, body = _signed_app(app_id)
     pusher_api.check_user_id(user_id)
     if body:
-        pusher_api.parse_body(body)  # the SDKs send `{}`; anything else is no request of theirs
+        exactjson.loads_object(body)  # the SDKs send `{}`; anything else is no request of theirs
     publish([pusher_api.terminate(app.key, user_id)])
     return jsonify({})
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gusher.core import exactjson
 from gusher.core.identity import MAX_ALLOWED_CHANNELS
 from gusher.core.patterns import WILDCARD, matches
 from gusher.core.publication import CHANNELS_CONTROL, Publication, Routed
@@ -31,17 +30,6 @@ USER_CHANNEL_NAME = "gusher.user"
 SOCKET_CHANNEL_NAME = "gusher.socket"
 # The event a user's connections get when their allowed channels change (gusher.edge.hub).
 CHANNELS_CHANGED_EVENT = "gusher.channels_changed"
-
-
-def parse_json_body(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object."""
-    try:
-        value = exactjson.loads(body)
-    except exactjson.JSONDecodeError:
-        raise RequestError("body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise RequestError("body must be a JSON object")
-    return value
 
 
 def data_of(body: dict[str, Any], where: str = "") -> Any:

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from gusher.errors import RequestError
+
 JSONDecodeError = orjson.JSONDecodeError
 
 _LONG_DIGIT_RUN = re.compile(rb"\d{20}")
@@ -42,3 +44,14 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:  # "Integer exceeds 64-bit range"; anything else fails below as well
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def loads_object(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, else `RequestError` (400) saying what it is not."""
+    try:
+        value = loads(body)
+    except JSONDecodeError:
+        raise RequestError("body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise RequestError("body must be a JSON object")
+    return value

@@ -261,32 +261,9 @@ class Hub:
         is pushed meanwhile. The replay is paced so that it never fills the
         connection's output bound: a healthy client is never cut off for it.
         """
-        channel, conn = command.channel, session.conn
-        key = sys.intern(pubsub_channel(session.app_key, channel))
-        registry = self.registries[session.protocol]
-        refusal = self._refusal(registry, key, conn)
-        if not refusal and conn in self._catching_up.get(key, {}):
-            refusal = "already subscribed"
-        if refusal:
-            conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
-            return
-        buffer: list[Publication] = []
-        self._catching_up.setdefault(key, {})[conn] = buffer
-        self._pending[key] = self._pending.get(key, 0) + 1
-        try:
-            refusal = self._catch_up(session, command, key, buffer)
-        finally:
-            waiting = self._catching_up.get(key, {})
-            waiting.pop(conn, None)
-            if not waiting:
-                self._catching_up.pop(key, None)
-            left = self._pending.pop(key) - 1
-            if left:
-                self._pending[key] = left
-        if refusal:
-            self._release_if_unused(key)
-            if conn.is_open:
-                conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
+        self._subscribe_buffered(
+            session, command, lambda key, buffer: self._catch_up(session, command, key, buffer)
+        )
 
     def subscribe_prepared(
         self, session: Session, command: Subscribe, prepare: Callable[[str], tuple[str, bytes]]
@@ -301,29 +278,42 @@ class Hub:
         lost or sent before the reply.
         """
         conn, protocol = session.conn, session.protocol
-        key = sys.intern(pubsub_channel(session.app_key, command.channel))
         registry = self.registries[protocol]
-        refusal = self._refusal(registry, key, conn)
+
+        def then(key: str, buffer: list[Publication]) -> str:
+            ready = self.subscriber.want(key) or self._wait_ready(key)
+            if not conn.is_open:
+                return "connection closed"
+            if not ready:
+                return "redis unavailable, try again"
+            refusal, reply = prepare(key)
+            if not refusal and conn.is_open:
+                rest = [p for p in buffer if p.exclude != session.socket_id]
+                conn.send(reply + b"".join(protocol.publication(p) for p in rest))
+                self._register(registry, key, conn)
+            return refusal
+
+        self._subscribe_buffered(session, command, then)
+
+    def _subscribe_buffered(
+        self, session: Session, command: Subscribe, run: Callable[[str, list[Publication]], str]
+    ) -> None:
+        """A subscribe whose key's live messages are buffered for this connection while `run`
+        (key, buffer) takes it live: the refusals every subscribe has first, the bookkeeping
+        (`_catching_up`, `_pending`) around it, and the refusal `run` returns, if any."""
+        conn = session.conn
+        key = sys.intern(pubsub_channel(session.app_key, command.channel))
+        refusal = self._refusal(self.registries[session.protocol], key, conn)
         if not refusal and conn in self._catching_up.get(key, {}):
             refusal = "already subscribed"
         if refusal:
-            conn.send(protocol.subscribe_refused(command, refusal, session.socket_id))
+            conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
             return
         buffer: list[Publication] = []
         self._catching_up.setdefault(key, {})[conn] = buffer
         self._pending[key] = self._pending.get(key, 0) + 1
         try:
-            ready = self.subscriber.want(key) or self._wait_ready(key)
-            if not conn.is_open:
-                refusal = "connection closed"
-            elif not ready:
-                refusal = "redis unavailable, try again"
-            else:
-                refusal, reply = prepare(key)
-                if not refusal and conn.is_open:
-                    rest = [p for p in buffer if p.exclude != session.socket_id]
-                    conn.send(reply + b"".join(protocol.publication(p) for p in rest))
-                    self._register(registry, key, conn)
+            refusal = run(key, buffer)
         finally:
             waiting = self._catching_up.get(key, {})
             waiting.pop(conn, None)
@@ -335,7 +325,7 @@ class Hub:
         if refusal:
             self._release_if_unused(key)
             if conn.is_open:
-                conn.send(protocol.subscribe_refused(command, refusal, session.socket_id))
+                conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
 
     def _catch_up(self, session: Session, command: Subscribe, key: str, buffer: list[Publication]) -> str:
         """The numbered subscribe's steps once its buffer is in place; a refusal, or "" once live."""
