@@ -285,6 +285,25 @@ def test_a_connect_storm_reads_its_app_once_per_worker(slave, app_key, redis_cli
     assert 1 <= reads <= 3
 
 
+def test_the_upgrade_answer_is_the_one_wsproto_writes(slave, app_key) -> None:
+    """The 101 the slave computes itself (no second parse) is byte for byte wsproto's."""
+    from tests.test_handshake import wsproto_answer
+
+    request = (
+        f"GET /ws/{app_key}?auth={allow('u', 'c')} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", slave.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, f"closed after {answer!r}"
+            answer += chunk
+    assert answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" == wsproto_answer("dGhlIHNhbXBsZSBub25jZQ==")
+
+
 def test_compression_is_never_negotiated(slave, app_key, clients) -> None:
     """permessage-deflate offers are declined (FACTS: +95 KB per connection)."""
     client = Client(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -54,6 +55,26 @@ def check_upgrade(environ: Mapping[str, Any]) -> None:
         raise HandshakeError("invalid Sec-WebSocket-Key")
     if "gunicorn.socket" not in environ:
         raise HandshakeError("WebSocket upgrades need the gunicorn server", 500)
+
+
+# RFC 6455 §1.3: the GUID appended to the client's key for its Sec-WebSocket-Accept.
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def upgrade_response(key: str) -> bytes:
+    """The 101 answer to a request `check_upgrade` let through — pure.
+
+    The same bytes wsproto writes for a server that negotiates no extension
+    and no subprotocol (gusher never negotiates either): computed from the
+    key gunicorn already parsed, instead of simple-websocket rebuilding the
+    request from the environ and parsing it again with h11 (issue 16: ~18 %
+    of a JWT connect's CPU).
+    """
+    accept = base64.b64encode(hashlib.sha1(key.encode("ascii") + _ACCEPT_GUID).digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
 
 
 def client_address(peer: str, forwarded_for: str, trusted: Collection[str]) -> str:
