@@ -97,12 +97,23 @@ def server_binary() -> str:
 
 
 class EmbeddedRedis:
-    """A valkey-server child process on 127.0.0.1, without persistence."""
+    """A valkey-server child process on 127.0.0.1 (or `host`), without persistence.
 
-    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
-        self.host = "127.0.0.1"
+    `launcher` is a command the server is started under, such as `ip netns exec NAME`
+    (the multi-host tests put each node in a network namespace of its own, bound to its IP).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
+        launcher: tuple[str, ...] = (),
+    ) -> None:
+        self.host = host
         self.port = port or free_port()
         self.extra_args = extra_args
+        self.launcher = launcher
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = ""  # made by `start`, removed by `stop`
 
@@ -115,6 +126,7 @@ class EmbeddedRedis:
         """Start the server and wait until it accepts connections."""
         self._dir = tempfile.mkdtemp(prefix="gusher-valkey-")
         args = [
+            *self.launcher,
             server_binary(),
             "--port",
             str(self.port),

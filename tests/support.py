@@ -37,15 +37,28 @@ atexit.register(shutil.rmtree, LOG_DIR, True)
 
 
 class GunicornProcess:
-    """One gunicorn server of a role, on a free port, with its log kept."""
+    """One gunicorn server of a role, on a free port, with its log kept.
+
+    `host` is the address it listens on; `launcher` a command it is started under, such as
+    `ip netns exec NAME` (tests/netns.py: a host of its own, listening on that host's IP).
+    """
 
     def __init__(
-        self, role: str, redis_addr: str, workers: int = 2, port: int | None = None, **settings: Any
+        self,
+        role: str,
+        redis_addr: str,
+        workers: int = 2,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        launcher: tuple[str, ...] = (),
+        **settings: Any,
     ) -> None:
         self.role = role
+        self.host = host
+        self.launcher = launcher
         self.port = port or free_port()
         self.workers = workers
-        listen = f"127.0.0.1:{self.port}"
+        listen = f"{host}:{self.port}"
         self.env = {
             **os.environ,
             "GUSHER_ROLE": role,
@@ -63,23 +76,31 @@ class GunicornProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
     def start(self, wait_ready: bool = True) -> GunicornProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), f"wsgi_{self.role}:app"],
+            [
+                *self.launcher,
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                f"wsgi_{self.role}:app",
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_for_port("127.0.0.1", self.port, 30)
+        wait_for_port(self.host, self.port, 30)
         if wait_ready:
             self.wait_ready()
         return self
@@ -189,13 +210,14 @@ class _WebhookHandler(BaseHTTPRequestHandler):
 
 
 class Webhook(ThreadingHTTPServer):
-    """A real HTTP webhook in a thread of the test process."""
+    """A real HTTP webhook in a thread of the test process, on 127.0.0.1 or `host`."""
 
     daemon_threads = True
     request_queue_size = 1024
 
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__(("127.0.0.1", free_port()), _WebhookHandler)
+    def __init__(self, delay: float = 0.0, host: str = "127.0.0.1") -> None:
+        super().__init__((host, free_port(host)), _WebhookHandler)
+        self.host = host
         self.requests: list[dict[str, Any]] = []
         self.delay = delay  # seconds every answer waits, to make concurrency observable
         self.lock = threading.Lock()
@@ -205,7 +227,7 @@ class Webhook(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/auth"
+        return f"http://{self.host}:{self.server_address[1]}/auth"
 
 
 def new_app_key(prefix: str = "app") -> str:
