@@ -77,6 +77,10 @@ class Settings:
     # long a channel's numbering (epoch, latest offset) outlives its last publish.
     max_recovered_messages: int = 300
     history_meta_ttl: int = 30 * 24 * 3600
+    # Replicas that must hold a numbered message before it is published and acknowledged
+    # (WAIT), and how long to wait for them: a failover then loses no message a client saw.
+    history_replicas: int = 0
+    history_replicas_timeout: float = 0.5
     # Pusher compatibility (issue 13): members of one presence channel (Pusher's limit is 100).
     presence_max_members: int = 100
 
@@ -202,6 +206,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("GUSHER_COMMAND_CONCURRENCY must be at least 1")
     if settings.history_meta_ttl < 1:
         raise ConfigError("GUSHER_HISTORY_META_TTL must be at least 1 second")
+    if settings.history_replicas and settings.history_replicas_timeout <= 0:
+        raise ConfigError("GUSHER_HISTORY_REPLICAS_TIMEOUT must be positive")
     if settings.max_push_channels < 1 or settings.max_batch_events < 1:
         raise ConfigError("GUSHER_MAX_PUSH_CHANNELS and GUSHER_MAX_BATCH_EVENTS must be at least 1")
     if settings.pusher_webhook_batch < 1:

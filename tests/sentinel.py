@@ -92,20 +92,30 @@ class SentinelProcess:
             self.directory = ""
 
 
-def _data_node(replica_of: int | None = None) -> EmbeddedRedis:
-    # A replica's first sync at once, not after the default 5 s wait for more replicas.
-    args: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")
+def _data_node(replica_of: int | None = None, port: int | None = None) -> EmbeddedRedis:
+    # A replica's first sync at once, not after the default 5 s wait for more replicas. No write
+    # while no replica is connected (acknowledged within 3 s): with the master's fence
+    # (GUSHER_HISTORY_REPLICAS) a primary alone keeps nothing it cannot confirm (docs/DEPLOY.md).
+    args: tuple[str, ...] = (
+        "--repl-diskless-sync-delay",
+        "0",
+        "--min-replicas-to-write",
+        "1",
+        "--min-replicas-max-lag",
+        "3",
+    )
     if replica_of is not None:
         args += ("--replicaof", "127.0.0.1", str(replica_of))
-    return EmbeddedRedis(port=cluster_port(), extra_args=args).start()
+    return EmbeddedRedis(port=port or cluster_port(), extra_args=args).start()
 
 
 class LocalSentinel:
-    """A primary, its replica and three Sentinels monitoring them as `SERVICE`, on 127.0.0.1."""
+    """A primary, its replicas (one by default) and three Sentinels monitoring them as `SERVICE`."""
 
-    def __init__(self, sentinels: int = 3) -> None:
+    def __init__(self, sentinels: int = 3, replicas: int = 1) -> None:
         self.servers: list[EmbeddedRedis] = []
         self.sentinels = [SentinelProcess(cluster_port()) for _ in range(sentinels)]
+        self._replicas = replicas
 
     # -- life --------------------------------------------------------------------
 
@@ -114,8 +124,10 @@ class LocalSentinel:
         try:
             primary = _data_node()
             self.servers.append(primary)
-            self.servers.append(_data_node(replica_of=primary.port))
-            wait_for(lambda: self._synced(self.servers[1]), timeout, "the replica in sync")
+            for _ in range(self._replicas):
+                self.servers.append(_data_node(replica_of=primary.port))
+            for replica in self.servers[1:]:
+                wait_for(lambda r=replica: self._synced(r), timeout, "every replica in sync")
             for sentinel in self.sentinels:
                 sentinel.start(primary.port)
             wait_for(self._everyone_knows, timeout, "every Sentinel knows the replica and the others")
@@ -163,7 +175,7 @@ class LocalSentinel:
         others = len(self.sentinels) - 1
         for sentinel in self.sentinels:
             state = sentinel.master_state()
-            if int(state["num-slaves"]) < 1 or int(state["num-other-sentinels"]) < others:
+            if int(state["num-slaves"]) < self._replicas or int(state["num-other-sentinels"]) < others:
                 return False
         return True
 
@@ -194,14 +206,30 @@ class LocalSentinel:
             return str(client.info("replication")["role"])
 
     def settle(self, timeout: float = 30.0) -> None:
-        """Until every server but the primary replicates it (after a failover, the old one too)."""
+        """Until every server but the primary replicates it (after a failover, the old one too), and
+        no Sentinel is still failing over (a new SENTINEL FAILOVER meanwhile is refused: INPROG)."""
         primary = self.primary()
         for server in self.servers:
             if server is not primary:
                 wait_for(lambda s=server: self._synced(s), timeout, f"{server.addr} in sync as a replica")
+        wait_for(self._at_rest, timeout, "no Sentinel failing over")
+
+    def _at_rest(self) -> bool:
+        return all(
+            "failover" not in sentinel.master_state()["flags"]
+            for sentinel in self.sentinels
+            if sentinel.process is not None
+        )
 
     def kill(self, server: EmbeddedRedis) -> None:
         """SIGKILL a data server (no shutdown: its clients see the connection drop)."""
         if server.process is not None:
             server.process.kill()
             server.process.wait()
+
+    def restart(self, server: EmbeddedRedis) -> EmbeddedRedis:
+        """A killed data server back on its port, empty, as a replica of the current primary."""
+        server.stop()
+        back = _data_node(replica_of=self.primary().port, port=server.port)
+        self.servers[self.servers.index(server)] = back
+        return back

@@ -328,6 +328,7 @@ class Pushes:
 
     def __init__(self, master: GunicornProcess, app_key: str, channel: str) -> None:
         self.sent: list[str] = []  # the data of each push answered 200
+        self.refused: list[str] = []  # the data of each push answered otherwise, or not at all
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(master.url, app_key, channel), daemon=True)
         self._thread.start()
@@ -338,8 +339,10 @@ class Pushes:
             try:
                 if push(url, app_key, channel, "e", str(n)).status_code == 200:
                     self.sent.append(str(n))
+                else:
+                    self.refused.append(str(n))
             except requests.RequestException:
-                pass
+                self.refused.append(str(n))
             n += 1
             time.sleep(0.005)
 

@@ -24,6 +24,7 @@ from gusher.broker.factory import create_broker
 from gusher.config import load_settings
 from gusher.core.history import HistoryPolicy
 from gusher.core.publication import Publication
+from gusher.errors import BackendUnavailable
 from gusher.keys import (
     cluster_history_keys,
     key_slot,
@@ -48,8 +49,10 @@ def message(key: str, data: str) -> str:
     )
 
 
-def broker_for(cluster: LocalCluster) -> ClusterBroker:
-    settings = load_settings(environ={"REDIS_ADDR": cluster.url, "GUSHER_ENV_FILE": "/nonexistent/.env"})
+def broker_for(cluster: LocalCluster, **env: str) -> ClusterBroker:
+    settings = load_settings(
+        environ={"REDIS_ADDR": cluster.url, "GUSHER_ENV_FILE": "/nonexistent/.env", **env}
+    )
     broker = create_broker(settings, "gusher-test")
     assert isinstance(broker, ClusterBroker)
     return broker
@@ -170,6 +173,29 @@ def test_history_numbers_keeps_and_publishes_in_each_channels_slot(
     assert (kept.epoch, kept.offset, [p.data for p in kept.publications]) == (first[0][1], 2, ["a", "b"])
     received = listener.wait_received(keys[0], 2)
     assert [json.loads(m)["offset"] for m in received] == [1, 2]
+
+
+def test_the_replica_fence_publishes_on_every_shard_what_its_replica_confirmed(
+    cluster: LocalCluster, listener: Listener
+) -> None:
+    """With GUSHER_HISTORY_REPLICAS=1 each item is kept on its slot's primary, confirmed by that
+    primary's replica (WAIT on the same connection), and only then SPUBLISHed; asking for more
+    replicas than a shard has refuses the push (503) and publishes nothing."""
+    keys = keys_on_every_primary(cluster, new_app_key("fence"), per_primary=1)
+    listener.want(*keys)
+    listener.wait_ready(keys)
+    fenced = broker_for(cluster, GUSHER_HISTORY_REPLICAS="1")
+    first = fenced.publish([(key, publication(key, "a")) for key in keys], POLICY)
+    second = fenced.publish([(keys[1], publication(keys[1], "b"))], POLICY)
+    assert [offset for offset, _ in first] == [1, 1, 1] and second[0] == (2, first[1][1])
+    for key in keys:
+        assert json.loads(listener.wait_received(key, 1)[0])["offset"] == 1
+    assert [json.loads(m)["offset"] for m in listener.wait_received(keys[1], 2)] == [1, 2]
+    greedy = broker_for(cluster, GUSHER_HISTORY_REPLICAS="2", GUSHER_HISTORY_REPLICAS_TIMEOUT="0.1")
+    with pytest.raises(BackendUnavailable, match="1 of 2 replicas confirmed"):
+        greedy.publish([(keys[2], publication(keys[2], "c"))], POLICY)
+    time.sleep(0.2)
+    assert len(listener.wait_received(keys[2], 1)) == 1  # "c" was not published
 
 
 def test_presence_and_count_scripts_spublish_to_the_channel(

@@ -9,10 +9,12 @@ and slaves are given the `redis+sentinel://` URL.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 import requests
 import websocket
 
@@ -85,7 +87,8 @@ def deployment(local_sentinel: LocalSentinel) -> LocalSentinel:
 
 @pytest.fixture(scope="module")
 def master(local_sentinel: LocalSentinel) -> Iterator[GunicornProcess]:
-    process = GunicornProcess("master", local_sentinel.url, workers=1).start()
+    """Waiting for one replica to hold each numbered message before publishing it (the fence)."""
+    process = GunicornProcess("master", local_sentinel.url, workers=1, history_replicas=1).start()
     yield process
     process.stop()
     assert "Traceback" not in process.log(), process.log()[-4000:]
@@ -121,9 +124,20 @@ def test_the_broker_commands_follow_a_failover(deployment: LocalSentinel) -> Non
     assert isinstance(broker, SentinelBroker)
     broker.client.set("sentinel-probe", "before")
     new = deployment.failover()
-    broker.client.set("sentinel-probe", "after")
-    with deployment.client(new) as direct:
-        assert direct.get("sentinel-probe") == "after"
+    direct = deployment.client(new)
+
+    def landed() -> bool:
+        """Written where Sentinel says: a connection checks it every 0.5 s (PRIMARY_CHECK_EVERY), and
+        the new primary refuses writes (NOREPLICAS) until the old one replicates it."""
+        try:
+            broker.client.set("sentinel-probe", "after")
+        except redis.ResponseError as exc:
+            assert "NOREPLICAS" in str(exc)
+            return False
+        return direct.get("sentinel-probe") == "after"
+
+    wait_until(landed, timeout=30)
+    direct.close()
     broker.client.close()
 
 
@@ -176,27 +190,109 @@ def test_delivery_resumes_within_seconds_of_a_failover(
     wait_until(lambda: "pub/sub connection lost" in slave.log(), timeout=5)
 
 
+def assert_every_acknowledged_push_once_in_order(client: Client, pushes: Pushes) -> None:
+    """Every push answered 200 reached the client once, in order, numbered 1, 2, … without a gap.
+
+    A push answered 503 may reach it too: a replica took its message but its confirmation did
+    not come in time (it then arrives with the channel's next message, from history).
+    """
+    received = []
+    while True:
+        try:
+            received.append(client.recv_json(timeout=1.0))
+        except websocket.WebSocketTimeoutException:
+            break
+    data = [m["data"] for m in received]
+    assert [int(d) for d in data] == sorted({int(d) for d in data}), "out of order, or twice"
+    assert set(pushes.sent) <= set(data), f"lost: {sorted(set(pushes.sent) - set(data), key=int)}"
+    assert set(data) <= set(pushes.sent) | set(pushes.refused)
+    assert [m["offset"] for m in received] == list(range(1, len(received) + 1))
+
+
+@pytest.mark.parametrize("coordinated", [True, False], ids=["coordinated", "plain"])
 def test_a_failover_under_pushes_loses_nothing_where_history_is_on(
     deployment: LocalSentinel,
     master: GunicornProcess,
     slave: GunicornProcess,
     webhook: Webhook,
     clients: list[Client],
+    coordinated: bool,
 ) -> None:
-    """While pushes keep coming to a history channel, the primary hands over (SENTINEL FAILOVER
-    COORDINATED): the client gets every acknowledged push once, in order, numbered without a gap.
+    """While pushes keep coming to a history channel, the primary hands over (SENTINEL FAILOVER,
+    coordinated or plain): the client gets every acknowledged push once, in order, numbered
+    without a gap.
 
-    Coordinated, because a plain SENTINEL FAILOVER leaves the old primary taking writes until it is
-    reconfigured: pushes acknowledged there in the moment before the master moves (at most
-    `PRIMARY_CHECK_EVERY`) are lost with it when it resyncs, whatever gusher does."""
+    A plain failover leaves the old primary taking writes until a Sentinel reconfigures it (4.5-12 s
+    here), lost when it resyncs. The master's fence (`GUSHER_HISTORY_REPLICAS=1`, the deployment's one
+    replica) publishes and acknowledges only what the replica holds: pushes that reach the old
+    primary once its replica left it, and pushes to the new one until the old one replicates it,
+    get 503 (a pusher retries them), and no client sees a message the new primary lacks."""
     app_key = make_app(deployment, webhook, history_size="1000", history_ttl="60")
     client = subscribed(slave, app_key, "news", clients)
     pushes = Pushes(master, app_key, "news")
     pushes.wait_sent(20)
-    deployment.failover(coordinated=True)
-    pushes.wait_sent(len(pushes.sent) + 40)
+    deployment.failover(coordinated=coordinated)
+    pushes.wait_sent(len(pushes.sent) + 40, timeout=30)
     sent = pushes.stop()
-    received = [client.recv_json() for _ in sent]
-    assert [m["data"] for m in received] == sent
-    assert [m["offset"] for m in received] == list(range(1, len(sent) + 1))
-    client.expect_silence(0.3)
+    assert_every_acknowledged_push_once_in_order(client, pushes)
+    print(f"{len(sent)} pushes acknowledged, {len(pushes.refused)} refused (503) around the failover")
+
+
+def test_a_killed_primary_under_pushes_loses_nothing_where_history_is_on(
+    deployment: LocalSentinel,
+    master: GunicornProcess,
+    slave: GunicornProcess,
+    webhook: Webhook,
+    clients: list[Client],
+) -> None:
+    """SIGKILL the primary under pushes to a history channel: the Sentinels agree it is down (1 s),
+    promote the replica, and the master and the slave follow. Every acknowledged push reaches the
+    client once, in order, without a gap: none was acknowledged before the replica held it. The
+    new primary has no replica until the killed server is back (as one): pushes meanwhile get 503."""
+    app_key = make_app(deployment, webhook, history_size="1000", history_ttl="60")
+    client = subscribed(slave, app_key, "news", clients)
+    pushes = Pushes(master, app_key, "news")
+    pushes.wait_sent(20)
+    old = deployment.primary()
+    deployment.kill(old)
+    wait_until(lambda: deployment.primary() is not old, timeout=20)
+    deployment.restart(old)
+    pushes.wait_sent(len(pushes.sent) + 40, timeout=30)
+    pushes.stop()
+    assert_every_acknowledged_push_once_in_order(client, pushes)
+
+
+def test_the_fence_refuses_a_push_no_replica_confirms(
+    deployment: LocalSentinel,
+    master: GunicornProcess,
+    slave: GunicornProcess,
+    webhook: Webhook,
+    clients: list[Client],
+) -> None:
+    """With every replica paused, a push to a history channel gets 503 saying so and reaches no
+    client; pushes without history go out as before (pub/sub keeps nothing to lose). Once a replica
+    answers again, the next push goes out, and the refused one with it from history (it was kept)."""
+    app_key = make_app(deployment, webhook, history_size="100", history_ttl="60")
+    plain_key = make_app(deployment, webhook)
+    client = subscribed(slave, app_key, "news", clients)
+    plain = subscribed(slave, plain_key, "news", clients)
+    assert push(master.url, app_key, "news", "e", "first").status_code == 200
+    assert client.recv_json()["offset"] == 1
+    replicas = [s for s in deployment.servers if s is not deployment.primary()]
+    for replica in replicas:
+        assert replica.process is not None
+        replica.process.send_signal(signal.SIGSTOP)
+    try:
+        refused = push(master.url, app_key, "news", "e", "unconfirmed")
+        assert refused.status_code == 503
+        assert "0 of 1 replicas confirmed" in refused.json()["error"]
+        client.expect_silence(0.3)
+        assert push(master.url, plain_key, "news", "e", "plain").status_code == 200
+        assert plain.recv_json()["data"] == "plain"
+    finally:
+        for replica in replicas:
+            assert replica.process is not None
+            replica.process.send_signal(signal.SIGCONT)
+    assert push(master.url, app_key, "news", "e", "third").status_code == 200
+    got = [client.recv_json(), client.recv_json()]
+    assert [(m["data"], m["offset"]) for m in got] == [("unconfirmed", 2), ("third", 3)]

@@ -15,7 +15,7 @@ from redis.cluster import ClusterNode
 from redis.commands.core import Script
 from redis.connection import Connection, Encoder
 from redis.exceptions import RedisClusterException
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from gusher.config import Settings
 from gusher.errors import BackendUnavailable, ConfigError
@@ -127,8 +127,37 @@ class SentinelAddress:
 
     def sentinel(self) -> Sentinel:
         """Who is asked for the primary's address: every Sentinel, in turn, with short timeouts."""
-        return Sentinel(
+        return _Sentinel(
             list(self.sentinels), sentinel_kwargs={"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+        )
+
+
+class _Sentinel(Sentinel):
+    """redis-py's `Sentinel`, asking for the primary as Sentinel's client guidelines say.
+
+    redis-py reads the address from `SENTINEL MASTERS`, which names the old
+    primary until a failover has ended, i.e. until every other replica has
+    been reconfigured: seconds after the promotion with two replicas, while
+    the old primary still takes writes (lost when it resyncs).
+    `SENTINEL GET-MASTER-ADDR-BY-NAME` names the promoted replica as soon as
+    replicas are being pointed at it.
+    """
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        errors = []
+        for number, sentinel in enumerate(self.sentinels):
+            try:
+                address = cast(Any, sentinel.sentinel_get_master_addr_by_name(service_name))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                errors.append(f"{sentinel} - {exc!r}")
+                continue
+            if address:
+                # The one that answered is asked first next time, as redis-py does.
+                self.sentinels[0], self.sentinels[number] = sentinel, self.sentinels[0]
+                host, port = address
+                return host.decode() if isinstance(host, bytes) else host, int(port)
+        raise MasterNotFoundError(
+            f"No master found for {service_name!r}" + (": " + ", ".join(errors) if errors else "")
         )
 
 

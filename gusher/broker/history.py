@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -44,9 +44,14 @@ from gusher.broker.client import Client, sharded_script, translate_errors
 from gusher.broker.coalesce import Coalescer
 from gusher.core.history import ChannelHistory, HistoryPolicy
 from gusher.core.publication import Publication, Routed
+from gusher.errors import BackendUnavailable
 from gusher.keys import cluster_history_keys, history_keys
 
-# KEYS: stream, meta. ARGV: pub/sub channel, payload head, size, ttl, meta ttl, epoch if new.
+# One script call: its keys and its arguments.
+_Call = tuple[list[str], list[bytes | str | int]]
+
+# KEYS: stream, meta. ARGV: pub/sub channel, payload head, size, ttl, meta ttl, epoch if new,
+# '1' to publish ('0': keep only, and return the payload).
 _PUBLISH = """
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -76,6 +81,7 @@ if offset % 16 == 0 then  -- trimming by age is for memory only (reads skip old 
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[7] == '0' then return {offset, epoch, payload} end  -- kept only: published once replicated
 redis.call('PUBLISH', ARGV[1], payload)
 return {offset, epoch}
 """
@@ -112,7 +118,13 @@ class RedisHistory:
     """Numbered publishing and history reads through one Redis client (or a cluster's, `sharded`)."""
 
     def __init__(
-        self, client: Client, meta_ttl: int, coalescer: Coalescer | None = None, sharded: bool = False
+        self,
+        client: Client,
+        meta_ttl: int,
+        coalescer: Coalescer | None = None,
+        sharded: bool = False,
+        replicas: int = 0,
+        replicas_timeout: float = 0.5,
     ) -> None:
         self._client = client
         self._meta_ttl = meta_ttl
@@ -122,6 +134,8 @@ class RedisHistory:
         self._keys = cluster_history_keys if sharded else history_keys
         self._publish = client.register_script(sharded_script(_PUBLISH, sharded))
         self._read = client.register_script(_READ)
+        self._replicas = replicas
+        self._replicas_timeout_ms = max(1, round(replicas_timeout * 1000))
 
     def publish(self, items: Sequence[Routed], policy: HistoryPolicy) -> list[tuple[int, str]]:
         """Number, keep and publish each item, in order; several at once in one MULTI/EXEC.
@@ -129,7 +143,7 @@ class RedisHistory:
         Returns:
             (offset, epoch) of each item.
         """
-        calls: list[tuple[list[str], list[bytes | str | int]]] = []
+        calls: list[_Call] = []
         for key, publication in items:
             stream, meta = self._keys(key)
             args: list[bytes | str | int] = [
@@ -139,8 +153,11 @@ class RedisHistory:
                 policy.ttl,
                 self._meta_ttl,
                 new_epoch(),
+                "0" if self._replicas else "1",
             ]
             calls.append(([stream, meta], args))
+        if self._replicas:
+            return self._publish_replicated(items, calls)
         with translate_errors():
             if len(calls) == 1 and self._coalescer is not None and self._coalescer.active:
                 # Shared with the other pushes in flight, as a bare EVALSHA: a Script in a
@@ -161,6 +178,84 @@ class RedisHistory:
                     self._publish(keys=keys, args=args, client=pipe)
                 results = pipe.execute()
         return [(int(offset), _text(epoch)) for offset, epoch in results]
+
+    def _publish_replicated(self, items: Sequence[Routed], calls: list[_Call]) -> list[tuple[int, str]]:
+        """Keep each item, wait until `replicas` replicas have it, and only then publish it.
+
+        A message a client has seen must outlive a failover: a primary's
+        writes not yet replicated are lost with it (killed), or when it
+        resyncs (demoted by a plain `SENTINEL FAILOVER` after taking writes
+        for seconds), and the promoted replica would number other messages
+        with the offsets clients already hold. So a message is published
+        only once WAIT confirms it; otherwise the push fails (503), its
+        message kept but unpublished (the next one's gap brings it to
+        subscribers if that primary stays; with it, it is gone, never seen).
+        A cluster's items go one at a time to their slot's primary, each
+        confirmed before the next (one MULTI/EXEC cannot span slots).
+        """
+        with translate_errors():
+            if not self._sharded:
+                kept = self._keep_confirmed(cast(redis.Redis, self._client), calls)
+                pipe = self._client.pipeline(transaction=False)
+                for (key, _), (_, _, payload) in zip(items, kept, strict=True):
+                    pipe.publish(key, payload)
+                pipe.execute()
+                return [(int(offset), _text(epoch)) for offset, epoch, _ in kept]
+            positions = []
+            for (key, _), call in zip(items, calls, strict=True):
+                node = self._node_of(call[0][0])
+                ((offset, epoch, payload),) = self._keep_confirmed(node, [call])
+                node.execute_command("SPUBLISH", key, payload)
+                positions.append((int(offset), _text(epoch)))
+            return positions
+
+    def _node_of(self, key: str) -> redis.Redis:
+        """The client of the primary that owns `key`'s slot (the cluster's map, refreshed if stale)."""
+        cluster = cast(redis.RedisCluster, self._client)
+        return cluster.get_redis_connection(cluster.get_node_from_key(key))
+
+    def _keep_confirmed(self, client: redis.Redis, calls: list[_Call]) -> list[Any]:
+        """The keeping scripts (in MULTI/EXEC when several) and WAIT, in one round trip on one connection.
+
+        WAIT counts the replicas that acknowledged this connection's writes,
+        so it must follow them on the same connection: one pipeline.
+        Raises `BackendUnavailable` when fewer than `replicas` confirm within the timeout.
+        """
+        several = len(calls) > 1
+        for loaded in (False, True):
+            pipe = client.pipeline(transaction=False)
+            if several:
+                pipe.execute_command("MULTI")
+            for keys, args in calls:
+                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+            if several:
+                pipe.execute_command("EXEC")
+            pipe.execute_command("WAIT", self._replicas, self._replicas_timeout_ms)
+            replies = pipe.execute(raise_on_error=False)
+            results = replies[-2] if several else replies[:1]
+            inner = results if isinstance(results, list) else []
+            errors = [r for r in [*replies[:-1], *inner] if isinstance(r, Exception)]
+            if errors and not loaded and all(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
+                client.script_load(self._publish.script)  # nothing ran: loading and running again is safe
+                continue
+            if any("NOREPLICAS" in str(e) for e in errors):
+                raise BackendUnavailable(
+                    f"redis unavailable: fewer than {self._replicas} replicas connected, so the message "
+                    "was neither kept nor published (NOREPLICAS)"
+                )
+            if errors or not isinstance(results, list):
+                if any(isinstance(e, redis.exceptions.MovedError) for e in errors) and self._sharded:
+                    cast(redis.RedisCluster, self._client).nodes_manager.initialize()
+                raise errors[0] if errors else redis.ResponseError(f"transaction aborted: {results!r}")
+            confirmed = int(replies[-1])
+            if confirmed < self._replicas:
+                raise BackendUnavailable(
+                    f"redis unavailable: {confirmed} of {self._replicas} replicas confirmed the message "
+                    f"within {self._replicas_timeout_ms} ms, so it was not published (it is kept: "
+                    "if this primary stays, it reaches subscribers after the channel's next message)"
+                )
+            return results
+        raise AssertionError("unreachable")
 
     def read(self, key: str, since: int, limit: int, policy: HistoryPolicy) -> ChannelHistory:
         """The channel's epoch and latest offset, and up to `limit` kept messages after `since`."""

@@ -46,7 +46,14 @@ class RedisBroker:
         self.apps = RedisAppStore(self.client)
         self.status = RedisStatus(self.client)
         self._coalescer = Coalescer(self.client)
-        self.history = RedisHistory(self.client, settings.history_meta_ttl, self._coalescer, self.sharded)
+        self.history = RedisHistory(
+            self.client,
+            settings.history_meta_ttl,
+            self._coalescer,
+            self.sharded,
+            settings.history_replicas,
+            settings.history_replicas_timeout,
+        )
         self.members = RedisMembers(self.client, self.sharded)
         self.occupancy = RedisOccupancy(self.client)
         self.subscription_counts = RedisSubscriptionCounts(self.client, self.sharded)
