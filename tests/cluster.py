@@ -247,6 +247,26 @@ class LocalCluster:
             self._forget_dead(old, timeout)
         self.wait_healthy(timeout)
 
+    def replace(self, dead: Node, primary: Node, timeout: float = 20.0) -> Node:
+        """A new, empty node on the dead one's port, a replica of `primary` (which took its place).
+
+        Every live node forgets the dead one's id (else they keep it as a failed node); the new
+        node meets them and replicates, and the cluster is healthy again.
+        """
+        for node in self.alive():
+            node.client.execute_command("CLUSTER FORGET", dead.node_id)
+        dead.client.close()
+        dead.server.stop()
+        fresh = Node(EmbeddedRedis(port=dead.port, extra_args=dead.server.extra_args).start())
+        fresh.node_id = fresh.client.execute_command("CLUSTER MYID").decode()
+        self.nodes[self.nodes.index(dead)] = fresh
+        primary.client.execute_command("CLUSTER MEET", "127.0.0.1", fresh.port)
+        wait_for(lambda: self._everyone_knows(len(self.nodes)), timeout, "every node met the new one")
+        fresh.client.execute_command("CLUSTER REPLICATE", primary.node_id)
+        fresh.primary_of = primary
+        self.wait_healthy(timeout)
+        return fresh
+
     def _forget_dead(self, dead: Node, timeout: float) -> None:
         """Wait until the live nodes mark the dead node failed (else they disagree on owners)."""
 

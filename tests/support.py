@@ -356,3 +356,22 @@ class Pushes:
         self._stop.set()
         self._thread.join(10)
         return self.sent
+
+
+def assert_every_acknowledged_push_once_in_order(client: Client, pushes: Pushes) -> None:
+    """Every push answered 200 reached the client once, in order, numbered 1, 2, … without a gap.
+
+    A push answered 503 may reach it too: a replica took its message but its confirmation did
+    not come in time (it then arrives with the channel's next message, from history).
+    """
+    received = []
+    while True:
+        try:
+            received.append(client.recv_json(timeout=1.0))
+        except websocket.WebSocketTimeoutException:
+            break
+    data = [m["data"] for m in received]
+    assert [int(d) for d in data] == sorted({int(d) for d in data}), "out of order, or twice"
+    assert set(pushes.sent) <= set(data), f"lost: {sorted(set(pushes.sent) - set(data), key=int)}"
+    assert set(data) <= set(pushes.sent) | set(pushes.refused)
+    assert [m["offset"] for m in received] == list(range(1, len(received) + 1))

@@ -34,7 +34,16 @@ from gusher.keys import (
     subscription_count_keys,
 )
 from tests.cluster import Listener, LocalCluster, keys_on_every_primary
-from tests.support import Client, GunicornProcess, Pushes, Webhook, allow, new_app_key, push
+from tests.support import (
+    Client,
+    GunicornProcess,
+    Pushes,
+    Webhook,
+    allow,
+    assert_every_acknowledged_push_once_in_order,
+    new_app_key,
+    push,
+)
 
 POLICY = HistoryPolicy(size=100, ttl=60)
 
@@ -390,6 +399,40 @@ def test_delivery_resumes_within_two_seconds_of_a_primary_killed_and_replaced(
                     continue
             assert data == "after"
             print(f"delivery resumed {time.monotonic() - promoted:.2f} s after the promotion")
+        finally:
+            admin.close()
+            for process in (slave, master):
+                process.stop()
+        for process in (slave, master):
+            assert "Traceback" not in process.log(), process.log()[-4000:]
+
+
+def test_a_killed_primary_under_pushes_loses_nothing_where_history_is_on(
+    webhook: Webhook, clients: list[Client]
+) -> None:
+    """SIGKILL the primary of a history channel's shard under steady pushes, promote its replica,
+    then put a new replica beside it. With the replica fence (GUSHER_HISTORY_REPLICAS=1) every
+    acknowledged push reaches the client once, in order, without a gap: none was acknowledged
+    before the replica held it. Pushes to that shard get 503 while it has no replica."""
+    with LocalCluster(primaries=3, replicas=1) as own:
+        admin = redis_lib.RedisCluster(host="127.0.0.1", port=own.nodes[0].port)
+        master = GunicornProcess("master", own.url, workers=1, history_replicas=1).start()
+        slave = GunicornProcess("slave", own.url, workers=1, webhook_timeout=1).start()
+        try:
+            app_key = make_app(admin, webhook, history_size="1000", history_ttl="60")
+            channel = channels_on_every_primary(own, app_key)[0]
+            client = subscribed(slave, app_key, [channel], clients)
+            pushes = Pushes(master, app_key, channel)
+            pushes.wait_sent(20)
+            victim = own.owner(key_slot(pubsub_channel(app_key, channel)))
+            heir = own.replicas_of(victim)[0]
+            own.kill(victim)
+            own.failover(heir, force=True)
+            own.replace(victim, heir)
+            pushes.wait_sent(len(pushes.sent) + 40, timeout=30)
+            pushes.stop()
+            assert_every_acknowledged_push_once_in_order(client, pushes)
+            print(f"{len(pushes.sent)} pushes acknowledged, {len(pushes.refused)} refused (503)")
         finally:
             admin.close()
             for process in (slave, master):

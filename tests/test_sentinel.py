@@ -24,7 +24,17 @@ from gusher.broker.sentinel import SentinelBroker
 from gusher.config import load_settings
 from gusher.errors import ConfigError
 from tests.sentinel import LocalSentinel
-from tests.support import Client, GunicornProcess, Pushes, Webhook, allow, new_app_key, push, wait_until
+from tests.support import (
+    Client,
+    GunicornProcess,
+    Pushes,
+    Webhook,
+    allow,
+    assert_every_acknowledged_push_once_in_order,
+    new_app_key,
+    push,
+    wait_until,
+)
 
 # -- the URL ----------------------------------------------------------------------
 
@@ -188,25 +198,6 @@ def test_delivery_resumes_within_seconds_of_a_failover(
     # It leaves the old primary: of its own accord, or when a Sentinel demoting it closes its clients
     # (the one that got "after" may have been that old primary, replicating the new one already).
     wait_until(lambda: "pub/sub connection lost" in slave.log(), timeout=5)
-
-
-def assert_every_acknowledged_push_once_in_order(client: Client, pushes: Pushes) -> None:
-    """Every push answered 200 reached the client once, in order, numbered 1, 2, … without a gap.
-
-    A push answered 503 may reach it too: a replica took its message but its confirmation did
-    not come in time (it then arrives with the channel's next message, from history).
-    """
-    received = []
-    while True:
-        try:
-            received.append(client.recv_json(timeout=1.0))
-        except websocket.WebSocketTimeoutException:
-            break
-    data = [m["data"] for m in received]
-    assert [int(d) for d in data] == sorted({int(d) for d in data}), "out of order, or twice"
-    assert set(pushes.sent) <= set(data), f"lost: {sorted(set(pushes.sent) - set(data), key=int)}"
-    assert set(data) <= set(pushes.sent) | set(pushes.refused)
-    assert [m["offset"] for m in received] == list(range(1, len(received) + 1))
 
 
 @pytest.mark.parametrize("coordinated", [True, False], ids=["coordinated", "plain"])
