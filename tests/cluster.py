@@ -391,12 +391,14 @@ class Listener:
         Path(self._log.name).unlink(missing_ok=True)
 
 
-def keys_on_every_primary(cluster: LocalCluster, app_key: str, per_primary: int = 2) -> list[str]:
-    """Pub/sub keys `{app_key}@c<n>` chosen so that every primary owns `per_primary` of them."""
+def keys_on_every_primary(
+    cluster: LocalCluster, app_key: str, per_primary: int = 2, prefix: str = "c"
+) -> list[str]:
+    """Pub/sub keys `{app_key}@{prefix}<n>` chosen so that every primary owns `per_primary` of them."""
     chosen: dict[str, list[str]] = {node.node_id: [] for node in cluster.primaries()}
     owners = cluster.alive()[0].owners()
     for n in range(10000):
-        key = f"{app_key}@c{n}"
+        key = f"{app_key}@{prefix}{n}"
         bucket = chosen[owners[key_slot(key)]]
         if len(bucket) < per_primary:
             bucket.append(key)

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 
+import pusher
 import pytest
 import redis as redis_lib
 import requests
@@ -34,6 +35,7 @@ from gusher.keys import (
     subscription_count_keys,
 )
 from tests.cluster import Listener, LocalCluster, keys_on_every_primary
+from tests.pusher_support import PusherSocket, pusher_app
 from tests.support import (
     Client,
     GunicornProcess,
@@ -439,3 +441,54 @@ def test_a_killed_primary_under_pushes_loses_nothing_where_history_is_on(
                 process.stop()
         for process in (slave, master):
             assert "Traceback" not in process.log(), process.log()[-4000:]
+
+
+def test_pusher_clients_and_the_sdk_work_on_channels_of_every_shard(
+    cluster: LocalCluster,
+    admin: redis_lib.RedisCluster,
+    master: GunicornProcess,
+    slave: GunicornProcess,
+    clients: list,
+) -> None:
+    """Pusher's protocol and HTTP API on a cluster, on channels owned by all three primaries:
+    presence members joining and leaving (the members scripts in each channel's slot), the SDK's
+    trigger to several channels, users_info and channels_info with user counts (listings merged
+    over every primary), and a cache channel's last event given to a later subscriber."""
+    key = pusher_app(admin)
+    rooms = [split_pubsub_channel(k)[1] for k in keys_on_every_primary(cluster, key, 1, "presence-r")]
+    caches = [split_pubsub_channel(k)[1] for k in keys_on_every_primary(cluster, key, 1, "cache-c")]
+    alice, bob = PusherSocket(slave, key), PusherSocket(slave, key)
+    clients.extend([alice, bob])
+    for room in rooms:
+        assert alice.join(room, "alice", {"name": "A"})["event"] == "pusher_internal:subscription_succeeded"
+        joined = bob.join(room, "bob")
+        assert joined["event"] == "pusher_internal:subscription_succeeded", joined
+        assert sorted(json.loads(joined["data"])["presence"]["ids"]) == ["alice", "bob"], joined
+        added = alice.recv()
+        assert (added["event"], added["channel"]) == ("pusher_internal:member_added", room)
+    sdk = pusher.Pusher(
+        app_id="4242", key=key, secret="app-secret", host="127.0.0.1", port=master.port, ssl=False
+    )
+    sdk.trigger(rooms, "hello", {"n": 1})
+    for socket in (alice, bob):  # nothing else first: no member event its list already told
+        heard = [socket.recv() for _ in rooms]
+        assert sorted(m["channel"] for m in heard) == sorted(rooms)
+        assert {m["event"] for m in heard} == {"hello"}
+    for room in rooms:
+        assert sdk.users_info(room) == {"users": [{"id": "alice"}, {"id": "bob"}]}
+    counted = {"channels": {room: {"user_count": 2} for room in rooms}}
+    assert sdk.channels_info("presence-", ["user_count"]) == counted
+    for cache in caches:
+        sdk.trigger(cache, "last", {"channel": cache})
+    late = PusherSocket(slave, key)
+    clients.append(late)
+    for cache in caches:
+        assert late.subscribe(cache)["event"] == "pusher_internal:subscription_succeeded"
+        kept = late.recv()
+        assert (kept["event"], json.loads(kept["data"])) == ("last", {"channel": cache})
+    alice.close()
+    gone = [bob.recv(timeout=10) for _ in rooms]
+    assert {(m["event"], json.loads(m["data"])["user_id"]) for m in gone} == {
+        ("pusher_internal:member_removed", "alice")
+    }
+    assert sorted(m["channel"] for m in gone) == sorted(rooms)

@@ -21,6 +21,7 @@ import websocket
 
 from gusher.core import pusher as rules
 from gusher.core.publication import MEMBER_CONTROL, Publication
+from gusher.core.pusher import MEMBER_ADDED, MEMBER_REMOVED, member_events_after
 from gusher.embedded import EmbeddedRedis
 from gusher.errors import CommandError
 from gusher.keys import members_keys, presence_key, pubsub_channel
@@ -500,3 +501,28 @@ def test_pusher_clients_have_the_subscription_limit(
     refused = client.subscribe("one-too-many")
     assert refused["event"] == "pusher:subscription_error"
     assert refused["data"]["type"] == "LimitReached" and "100" in refused["data"]["error"]
+
+
+def test_member_events_buffered_during_a_join_that_its_list_already_tells_are_dropped() -> None:
+    """A presence join's member list is read with the join; member events published just before
+    it can still be buffered behind it (pub/sub brings them late): a member_added of a listed
+    member, or a member_removed of an unlisted one, is dropped; later changes and others stay."""
+
+    def member(event: str, user: str) -> Publication:
+        return Publication.create("presence-r", event, {"user_id": user}, control=MEMBER_CONTROL)
+
+    late_alice = member(MEMBER_ADDED, "alice")
+    carol_left_before = member(MEMBER_REMOVED, "carol")
+    hello = Publication.create("presence-r", "hello", {})
+    alice_leaves, alice_back = member(MEMBER_REMOVED, "alice"), member(MEMBER_ADDED, "alice")
+    dave = member(MEMBER_ADDED, "dave")
+    buffered = [
+        late_alice,
+        carol_left_before,
+        hello,
+        alice_leaves,
+        alice_back,
+        dave,
+        member(MEMBER_ADDED, "dave"),
+    ]
+    assert member_events_after({"alice", "bob"}, buffered) == [hello, alice_leaves, alice_back, dave]

@@ -20,6 +20,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
+
+from gusher.core.publication import MEMBER_CONTROL, Publication
 
 PRIVATE_PREFIX = "private-"
 ENCRYPTED_PREFIX = "private-encrypted-"
@@ -105,3 +108,35 @@ def signature_matches(auth: str, app_key: str, secret: str, text: str) -> bool:
     key_ok = hmac.compare_digest(key.encode("utf-8", "replace"), app_key.encode("utf-8", "replace"))
     signature_ok = hmac.compare_digest(signature.encode("utf-8", "replace"), expected.encode())
     return bool(colon) and key_ok and signature_ok
+
+
+MEMBER_ADDED = "pusher_internal:member_added"
+MEMBER_REMOVED = "pusher_internal:member_removed"
+
+
+def member_events_after(members: Iterable[str], buffered: Iterable[Publication]) -> list[Publication]:
+    """What of a presence channel's messages buffered during a join follows its member list.
+
+    The join's list (`subscription_succeeded`) is read in the same script that
+    adds the member, but pub/sub brings the channel's earlier member events
+    late: one published just before the join can arrive while it runs, and
+    would tell the new member that someone it was just told is there has
+    come again. So, in order from the list: a member_added of someone
+    present, or a member_removed of someone absent, is dropped; every other
+    message is kept.
+    """
+    present = set(members)
+    kept = []
+    for publication in buffered:
+        if publication.control == MEMBER_CONTROL and isinstance(publication.data, dict):
+            user = str(publication.data.get("user_id", ""))
+            if publication.event == MEMBER_ADDED:
+                if user in present:
+                    continue
+                present.add(user)
+            elif publication.event == MEMBER_REMOVED:
+                if user not in present:
+                    continue
+                present.discard(user)
+        kept.append(publication)
+    return kept

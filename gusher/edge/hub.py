@@ -64,6 +64,10 @@ _NOBODY: Any = object()
 # starves the worker's heartbeat or its gunicorn watchdog (FACTS).
 _SENDS_PER_YIELD = 4096
 
+# What a prepared subscribe's step returns (`Hub.subscribe_prepared`): a refusal or "", the frames
+# that answer the subscribe, and what of the messages buffered meanwhile follows them (None: all).
+Prepared = tuple[str, bytes, Callable[[list[Publication]], list[Publication]] | None]
+
 
 class Hub:
     """Owns one worker's sessions and delivers publications to them."""
@@ -266,16 +270,17 @@ class Hub:
         )
 
     def subscribe_prepared(
-        self, session: Session, command: Subscribe, prepare: Callable[[str], tuple[str, bytes]]
+        self, session: Session, command: Subscribe, prepare: Callable[[str], Prepared]
     ) -> None:
         """Subscribe once the key is live and `prepare(key)` has run: its reply, then live messages.
 
         `prepare` may wait on Redis (a presence join, a cache read) and
-        returns a refusal or "" with the frames that answer the subscribe.
-        What arrives on the key meanwhile is buffered for this connection
-        and sent right after those frames (less what names it in `exclude`),
-        then the registry takes over with no yield in between: nothing is
-        lost or sent before the reply.
+        returns a refusal or "" with the frames that answer the subscribe
+        (`Prepared`). What arrives on the key meanwhile is buffered for this
+        connection and sent right after those frames (less what names it in
+        `exclude`, and what `Prepared`'s filter drops), then the registry
+        takes over with no yield in between: nothing is lost or sent before
+        the reply.
         """
         conn, protocol = session.conn, session.protocol
         registry = self.registries[protocol]
@@ -286,9 +291,11 @@ class Hub:
                 return "connection closed"
             if not ready:
                 return "redis unavailable, try again"
-            refusal, reply = prepare(key)
+            refusal, reply, follows = prepare(key)
             if not refusal and conn.is_open:
                 rest = [p for p in buffer if p.exclude != session.socket_id]
+                if follows is not None:
+                    rest = follows(rest)
                 conn.send(reply + b"".join(protocol.publication(p) for p in rest))
                 self._register(registry, key, conn)
             return refusal

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import gevent
 
@@ -40,17 +41,19 @@ from gusher.core.publication import MEMBER_CONTROL, Publication
 from gusher.core.pusher import (
     MAX_USER_ID_LENGTH,
     MAX_USER_INFO_BYTES,
+    MEMBER_ADDED,
     USER_CHANNEL_PREFIX,
     allows_client_events,
     channel_text,
     is_cache,
     is_presence,
+    member_events_after,
     needs_signature,
     signature_matches,
     user_text,
 )
 from gusher.edge.channel_events import ChannelEvents
-from gusher.edge.hub import Hub
+from gusher.edge.hub import Hub, Prepared
 from gusher.edge.session import Session
 from gusher.errors import BackendUnavailable, GusherError
 from gusher.keys import pubsub_channel
@@ -61,8 +64,6 @@ log = logging.getLogger(__name__)
 
 # Anyone may subscribe to a Pusher app's public channels: its identity allows every name.
 ANONYMOUS = Identity("", ("*",))
-
-MEMBER_ADDED = "pusher_internal:member_added"
 
 
 class PusherChannels:
@@ -156,8 +157,9 @@ class PusherChannels:
             return f"members' user_info is limited to {MAX_USER_INFO_BYTES} bytes"
         return user_id, info
 
-    def _join(self, session: Session, key: str, user_id: str, info: bytes) -> tuple[str, bytes]:
-        """`subscribe_prepared`'s step: the member joins in Redis; the presence reply."""
+    def _join(self, session: Session, key: str, user_id: str, info: bytes) -> Prepared:
+        """`subscribe_prepared`'s step: the member joins in Redis; the presence reply, and the
+        member events buffered meanwhile that its member list does not already tell."""
         protocol = session.protocol
         assert isinstance(protocol, PusherProtocol) and session.pusher is not None
         channel = key.partition("@")[2]
@@ -174,19 +176,19 @@ class PusherChannels:
                 key, session.socket_id, self.hub.worker_number, user_id, info, self.max_members, added.payload
             )
         except BackendUnavailable:
-            return "redis unavailable, try again", b""
+            return "redis unavailable, try again", b"", None
         if joined is None:
-            return f"the presence channel is full ({self.max_members} members)", b""
+            return f"the presence channel is full ({self.max_members} members)", b"", None
         members, first = joined
         if first and self.events is not None:
             self.events.member_added(key, user_id)
         session.pusher.presence[key] = (user_id, info)
         if not session.conn.is_open:  # closed while joining: `forget` ran before we knew
             self.unsubscribed(session, channel)
-            return "connection closed", b""
-        return "", protocol.presence_subscribed(channel, members)
+            return "connection closed", b"", None
+        return "", protocol.presence_subscribed(channel, members), partial(member_events_after, members)
 
-    def _cached(self, session: Session, command: Subscribe, key: str) -> tuple[str, bytes]:
+    def _cached(self, session: Session, command: Subscribe, key: str) -> Prepared:
         """`subscribe_prepared`'s step for a cache channel: its kept event, or a cache miss."""
         protocol = session.protocol
         assert isinstance(protocol, PusherProtocol)
@@ -199,8 +201,8 @@ class PusherChannels:
         if publication is None or not publication.is_common:
             if self.events is not None:
                 self.events.cache_miss(key)
-            return "", reply + protocol.cache_miss(command.channel)
-        return "", reply + protocol.publication(publication)
+            return "", reply + protocol.cache_miss(command.channel), None
+        return "", reply + protocol.publication(publication), None
 
     # -- leaving ------------------------------------------------------------------
 
