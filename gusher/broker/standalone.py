@@ -18,8 +18,12 @@ from gusher.broker.subscription_counts import RedisSubscriptionCounts
 from gusher.config import Settings
 from gusher.core.history import HistoryPolicy
 from gusher.core.metrics import Metrics
+from gusher.core.publication import Publication
 from gusher.core.pusher import CACHE_SECONDS, is_cache
 from gusher.keys import cache_key
+
+# A command and the key it touches (a cluster routes it by that key's slot).
+Command = tuple[str, tuple[Any, ...]]
 
 # What Redis's glob treats specially; a literal prefix escapes each with a backslash.
 _GLOB_SPECIAL = frozenset("\\*?[]^")
@@ -39,9 +43,11 @@ class RedisBroker:
     """
 
     sharded = False  # keys placed by slot and scripts that SPUBLISH (a Redis Cluster)
+    PUBLISH = "PUBLISH"
 
     def __init__(self, settings: Settings, client_name: str = "gusher") -> None:
         self._redis_url = settings.redis_url
+        self._pubsub_name = f"{client_name}-pubsub"  # its subscribers' connections, in CLIENT LIST
         self.client = self._command_client(settings, client_name)
         self.apps = RedisAppStore(self.client)
         self.status = RedisStatus(self.client)
@@ -61,46 +67,40 @@ class RedisBroker:
     def _command_client(self, settings: Settings, name: str) -> Client:
         return command_client(settings, name)
 
-    def _send(self, target: Any, key: str, payload: bytes) -> None:
-        """Queue (on a pipeline) or send one publication: PUBLISH."""
-        target.publish(key, payload)
-
     def publish(self, items: Sequence[Routed], history: HistoryPolicy | None = None) -> list[tuple[int, str]]:
         """One PUBLISH, or several in one MULTI/EXEC: all of them or none.
 
         The payload is the publication's as built (SPEC's Redis layout), so
         every backend or tool listening on the key reads the same JSON a
         gusher client does; with `history`, the same JSON with its `offset`
-        (`gusher.broker.history`).
+        (`gusher.broker.history`). A cache channel's last event is kept
+        beside it (`cache_key`).
         """
         cached = [(key, p) for key, p in items if p.is_common and not p.control and is_cache(p.channel)]
         if history is not None:
             positions = self.history.publish(items, history)
             if cached:
-                self._keep_cached(cached)
+                with translate_errors():
+                    self._run([_keep(key, publication) for key, publication in cached])
             return positions
         with translate_errors():
-            if len(items) == 1 and not cached:
+            if len(items) == 1 and not cached and self._coalescer.active and not self.sharded:
                 key, publication = items[0]
-                if self._coalescer.active:
-                    self._coalescer.call(lambda pipe: self._send(pipe, key, publication.payload))
-                else:
-                    self._send(self.client, key, publication.payload)
-                return []
-            pipe = self.client.pipeline(transaction=not self.sharded)
-            for key, publication in items:
-                self._send(pipe, key, publication.payload)
-            for key, publication in cached:
-                pipe.set(cache_key(key), publication.client_payload, ex=CACHE_SECONDS)
-            pipe.execute()
+                self._coalescer.call(lambda pipe: pipe.publish(key, publication.payload))
+            else:
+                commands = [(key, (self.PUBLISH, key, publication.payload)) for key, publication in items]
+                self._run(commands + [_keep(key, publication) for key, publication in cached], atomic=True)
         return []
 
-    def _keep_cached(self, cached: list[Routed]) -> None:
-        with translate_errors():
-            pipe = self.client.pipeline(transaction=False)
-            for key, publication in cached:
-                pipe.set(cache_key(key), publication.client_payload, ex=CACHE_SECONDS)
-            pipe.execute()
+    def _run(self, commands: list[Command], atomic: bool = False) -> None:
+        """Each (key, command) in order: one round trip, in one MULTI/EXEC when `atomic`."""
+        if len(commands) == 1:
+            self.client.execute_command(*commands[0][1])
+            return
+        pipe = self.client.pipeline(transaction=atomic)
+        for _, command in commands:
+            pipe.execute_command(*command)
+        pipe.execute()
 
     def cached(self, key: str) -> bytes | None:
         """The last payload of a cache channel, kept `CACHE_SECONDS` after it was published."""
@@ -121,9 +121,15 @@ class RedisBroker:
 
     def subscriber(self, metrics: Metrics, ping_every: float = 5.0) -> Subscriber:
         """A worker's pub/sub connection to the same server (not started)."""
-        return RedisSubscriber(pubsub_pool(self._redis_url), metrics, ping_every)
+        return RedisSubscriber(pubsub_pool(self._redis_url, self._pubsub_name), metrics, ping_every)
 
     def ping(self) -> None:
         """PING; `BackendUnavailable` when Redis does not answer."""
         with translate_errors():
             self.client.ping()
+
+
+def _keep(key: str, publication: Publication) -> Command:
+    """The SET that keeps a cache channel's last event for later subscribers."""
+    kept = cache_key(key)
+    return kept, ("SET", kept, publication.client_payload, "EX", CACHE_SECONDS)
