@@ -266,6 +266,26 @@ def test_a_key_sent_to_a_slots_former_owner_follows_the_moved_reply(
     assert listener.ready_count(held) == 1
 
 
+def test_a_push_to_several_keys_follows_moved_replies_inside_its_pipeline(
+    cluster: LocalCluster, listener: Listener
+) -> None:
+    """gusher routes a push's commands itself, one pipeline per node by its slot map: after a slot
+    moved, that node answers MOVED for the moved keys only; those go again through the cluster
+    client (which finds the new owner), the others ran where they were, each key's in order."""
+    stay, moving = keys_on_every_primary(cluster, new_app_key("routed"), per_primary=2)[:2]  # one primary
+    listener.want(stay, moving)
+    listener.wait_ready([stay, moving])
+    pusher = broker_for(cluster)
+    pusher.publish([(stay, publication(stay, "map")), (moving, publication(moving, "map"))])  # map read
+    target = next(node for node in cluster.primaries() if node is not cluster.owner(key_slot(moving)))
+    cluster.migrate_slot(key_slot(moving), target)
+    listener.wait_ready([moving], times=2)  # the listener resubscribed it on the new owner
+    items = [(key, publication(key, data)) for data in ("1", "2") for key in (stay, moving)]
+    pusher.publish(items)
+    for key in (stay, moving):
+        assert listener.wait_received(key, 3) == [message(key, d) for d in ("map", "1", "2")]
+
+
 def test_the_subscriber_follows_a_primary_killed_and_its_replica_promoted() -> None:
     """A dead primary's channels are subscribed again on the replica that took its slots; the
     other shards' channels never notice."""

@@ -471,3 +471,12 @@ def test_demo_page_is_served(slave) -> None:
 
     response = requests.get(f"{slave.url}/demo", timeout=5)
     assert response.status_code == 200 and "gusher.subscribe" in response.text
+
+
+def test_each_workers_pubsub_connection_is_named_after_the_role(slave, redis_client) -> None:
+    """`CLIENT LIST` names a slave worker's pub/sub connection as it names its command pool's
+    (`gusher-slave`): `gusher-slave-pubsub`, so an operator can tell them apart (it was unnamed)."""
+    named = [c for c in redis_client.client_list() if c["name"] == "gusher-slave-pubsub"]
+    assert len(named) >= slave.workers  # other slaves of the session may hold theirs too
+    pubsub_commands = {"subscribe", "psubscribe", "ping", "unsubscribe", "client"}
+    assert {c["cmd"].split("|")[0] for c in named} <= pubsub_commands

@@ -219,7 +219,7 @@ def sentinel_client(settings: Settings, name: str = "gusher") -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def sentinel_pubsub_pool(address: SentinelAddress) -> SentinelConnectionPool:
+def sentinel_pubsub_pool(address: SentinelAddress, name: str = "gusher-pubsub") -> SentinelConnectionPool:
     """`pubsub_pool` whose every connect asks Sentinel for the primary (after a failover, the new one)."""
     return SentinelConnectionPool(
         address.service,
@@ -230,6 +230,7 @@ def sentinel_pubsub_pool(address: SentinelAddress) -> SentinelConnectionPool:
         socket_timeout=None,
         socket_keepalive=True,
         protocol=2,
+        client_name=name,
     )
 
 
@@ -317,11 +318,13 @@ def sharded_script(source: str, sharded: bool) -> str:
     return source.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'") if sharded else source
 
 
-def pubsub_pool(redis_url: str) -> redis.ConnectionPool:
+def pubsub_pool(redis_url: str, name: str = "gusher-pubsub") -> redis.ConnectionPool:
     """Connections for a subscriber: no read timeout (an idle channel is silent), RESP2.
 
     RESP2 because redis-py 8 defaults to RESP3, where pub/sub messages come
     as push frames that a hand-driven connection does not read (FACTS).
+    Named, as the command pools are, so `CLIENT LIST` tells them apart
+    (`gusher-slave-pubsub`).
     """
     return redis.ConnectionPool.from_url(
         redis_url,
@@ -329,10 +332,13 @@ def pubsub_pool(redis_url: str) -> redis.ConnectionPool:
         socket_timeout=None,
         socket_keepalive=True,
         protocol=2,
+        client_name=name,
     )
 
 
-def node_pubsub_pool(host: str, port: int, address: ClusterAddress) -> redis.ConnectionPool:
+def node_pubsub_pool(
+    host: str, port: int, address: ClusterAddress, name: str = "gusher-pubsub"
+) -> redis.ConnectionPool:
     """`pubsub_pool` for one cluster node (a shard's sharded pub/sub connection)."""
     return redis.ConnectionPool(
         host=host,
@@ -343,6 +349,7 @@ def node_pubsub_pool(host: str, port: int, address: ClusterAddress) -> redis.Con
         socket_timeout=None,
         socket_keepalive=True,
         protocol=2,
+        client_name=name,
     )
 
 

@@ -171,10 +171,16 @@ class ClusterSubscriber:
     """Keeps this worker's shard subscriptions equal to what its clients want, node by node."""
 
     def __init__(
-        self, cluster: LazyCluster, address: ClusterAddress, metrics: Metrics, ping_every: float = 5.0
+        self,
+        cluster: LazyCluster,
+        address: ClusterAddress,
+        metrics: Metrics,
+        ping_every: float = 5.0,
+        name: str = "gusher-pubsub",
     ) -> None:
         self._cluster = cluster  # the broker's command client: its slot map is shared
         self._address = address
+        self._name = name  # each link's connection's, in CLIENT LIST
         self._metrics = metrics
         self._ping_every = ping_every
         self._links: dict[str, ShardLink] = {}  # node name (host:port) → its link
@@ -272,7 +278,7 @@ class ClusterSubscriber:
 
     def _new_link(self, name: str) -> ShardLink:
         host, _, port = name.rpartition(":")
-        pool = node_pubsub_pool(host, int(port), self._address)
+        pool = node_pubsub_pool(host, int(port), self._address, self._name)
         link = ShardLink(name, pool, self._metrics, self._ping_every, self._lost)
         if self._handler is not None:
             link.start(self._handler)

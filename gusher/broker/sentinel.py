@@ -91,4 +91,4 @@ class SentinelBroker(RedisBroker):
 
     def subscriber(self, metrics: Metrics, ping_every: float = 5.0) -> SentinelSubscriber:
         """A worker's pub/sub connection to the primary, following failovers (not started)."""
-        return SentinelSubscriber(sentinel_pubsub_pool(self._address), metrics, ping_every)
+        return SentinelSubscriber(sentinel_pubsub_pool(self._address, self._pubsub_name), metrics, ping_every)
