@@ -45,6 +45,7 @@ from tests.support import (
     assert_every_acknowledged_push_once_in_order,
     new_app_key,
     push,
+    wait_until,
 )
 
 POLICY = HistoryPolicy(size=100, ttl=60)
@@ -389,6 +390,16 @@ def test_a_slot_migration_under_pushes_loses_nothing_where_history_is_on(
     log = slave.log()
     assert "channels to move (unsubscribed by the server)" in log
     assert f"caught {key!r} up from history" in log  # pub/sub lost some: history gave them back
+    # Counted for operators: the slave's /metrics sums its workers' heartbeats (every second here).
+    wait_until(lambda: slave_counter(slave, "gusher_redis_channels_moved_total") >= 1)
+    assert slave_counter(slave, "gusher_redis_slot_map_reads_total") >= 1
+
+
+def slave_counter(slave: GunicornProcess, family: str) -> float:
+    """One counter of the slave's /metrics page (0 when absent)."""
+    page = requests.get(slave.url + "/metrics", timeout=5).text
+    values = [float(line.split()[-1]) for line in page.splitlines() if line.startswith(family + " ")]
+    return values[0] if values else 0.0
 
 
 def test_delivery_resumes_within_two_seconds_of_a_primary_killed_and_replaced(

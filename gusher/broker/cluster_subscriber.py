@@ -290,6 +290,7 @@ class ClusterSubscriber:
         for key in moved:
             del self._route[key]
             self._unrouted[key] = None
+        self._metrics.redis_channels_moved += len(moved)
         log.info("redis cluster node %s: %d channels to move (%s)", link.name, len(moved), why)
         self._stale = True
         self._wake.set()
@@ -333,7 +334,9 @@ class ClusterSubscriber:
         else:
             self._cluster.cluster()  # made now: reads the map
         self._stale = False
+        self._metrics.redis_slot_map_reads += 1
         moved = sum(self._move_misplaced(link) for link in list(self._links.values()))
+        self._metrics.redis_channels_moved += moved
         primaries = {node.name for node in self._cluster.nodes_manager.get_nodes_by_server_type("primary")}
         for name, link in list(self._links.items()):
             if name not in primaries and not link.holds():

@@ -26,6 +26,8 @@ COUNTERS = {
     "protocol_errors": "clients closed for breaking RFC 6455 or a message bound",
     "slow_requests": "HTTP requests cut because their headers or body did not arrive in time",
     "redis_reconnects": "times the pub/sub connection to the broker was re-established",
+    "redis_slot_map_reads": "times a worker read a Redis Cluster's slot map again (a move, a failover)",
+    "redis_channels_moved": "channels a worker resubscribed on another Redis Cluster primary",
     "recoveries": "resuming subscribes (history) that got every missed message",
     "recoveries_failed": "resuming subscribes (history) told recovered: false",
     "history_catchups": "history channels read back after a pub/sub gap or reconnect",
@@ -87,6 +89,8 @@ class Metrics:
     protocol_errors: int
     slow_requests: int
     redis_reconnects: int
+    redis_slot_map_reads: int
+    redis_channels_moved: int
     recoveries: int
     recoveries_failed: int
     history_catchups: int
