@@ -187,6 +187,25 @@ def test_history_numbers_keeps_and_publishes_in_each_channels_slot(
     assert [json.loads(m)["offset"] for m in received] == [1, 2]
 
 
+def test_a_numbered_batch_goes_one_pipeline_per_node_and_survives_a_script_flush(
+    cluster: LocalCluster, broker: ClusterBroker, listener: Listener
+) -> None:
+    """Several history items of a push go to each node in one pipeline of EVALSHAs; a node that
+    lost its scripts (SCRIPT FLUSH, a restart) answers NOSCRIPT, and those calls run again
+    through the cluster client (which loads the script): numbered in order, none lost or twice."""
+    keys = keys_on_every_primary(cluster, new_app_key("flush"), per_primary=2)
+    listener.want(*keys)
+    listener.wait_ready(keys)
+    broker.publish([(key, publication(key, "a")) for key in keys], POLICY)
+    for node in cluster.primaries():
+        node.client.execute_command("SCRIPT FLUSH")
+    second = broker.publish([(key, publication(key, d)) for d in ("b", "c") for key in keys], POLICY)
+    assert [offset for offset, _ in second] == [2] * len(keys) + [3] * len(keys)
+    for key in keys:
+        received = [json.loads(m) for m in listener.wait_received(key, 3)]
+        assert [(m["data"], m["offset"]) for m in received] == [("a", 1), ("b", 2), ("c", 3)]
+
+
 def test_the_replica_fence_publishes_on_every_shard_what_its_replica_confirmed(
     cluster: LocalCluster, listener: Listener
 ) -> None:

@@ -27,7 +27,7 @@ In a Redis Cluster (`sharded`) the script SPUBLISHes, and its keys are
 `gusher.keys.cluster_history_keys`, in the channel's slot. Several items
 then cannot be one MULTI/EXEC (their slots differ, and redis-py refuses
 scripts in a cluster pipeline): each is one script call, in order, each
-atomic on its own. What stays all or nothing is the validation, done by the
+atomic on its own, sent in one plain pipeline per node (`_publish_by_node`). What stays all or nothing is the validation, done by the
 caller before anything is published; a node failing half-way raises
 `BackendUnavailable` after the items before it went out.
 """
@@ -40,15 +40,17 @@ from typing import Any, cast
 
 import redis
 
-from gusher.broker.client import Client, sharded_script, translate_errors
+from gusher.broker.client import NETWORK_ERRORS, Client, sharded_script, translate_errors
 from gusher.broker.coalesce import Coalescer
 from gusher.core.history import ChannelHistory, HistoryPolicy
 from gusher.core.publication import Publication, Routed
 from gusher.errors import BackendUnavailable
-from gusher.keys import cluster_history_keys, history_keys
+from gusher.keys import cluster_history_keys, history_keys, key_slot
 
 # One script call: its keys and its arguments.
 _Call = tuple[list[str], list[bytes | str | int]]
+# What a node answers for a call it did not run.
+_NOT_RUN = (redis.exceptions.NoScriptError, redis.exceptions.MovedError, redis.exceptions.AskError)
 
 # KEYS: stream, meta. ARGV: pub/sub channel, payload head, size, ttl, meta ttl, epoch if new,
 # '1' to publish ('0': keep only, and return the payload).
@@ -168,16 +170,57 @@ class RedisHistory:
                     results = [self._coalescer.call(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args))]
                 except redis.exceptions.NoScriptError:  # it did not run: loading and running it is safe
                     results = [self._publish(keys=keys, args=args)]
-            elif len(calls) == 1 or self._sharded:
-                # One EVALSHA each (EVAL once after a NOSCRIPT): a pipeline would first ask
+            elif len(calls) == 1:
+                # One EVALSHA (EVAL once after a NOSCRIPT): a pipeline would first ask
                 # SCRIPT EXISTS on every call, one more round trip per push.
-                results = [self._publish(keys=keys, args=args) for keys, args in calls]
+                results = [self._publish(keys=calls[0][0], args=calls[0][1])]
+            elif self._sharded:
+                results = self._publish_by_node(calls)
             else:
                 pipe = self._client.pipeline(transaction=True)
                 for keys, args in calls:
                     self._publish(keys=keys, args=args, client=pipe)
                 results = pipe.execute()
         return [(int(offset), _text(epoch)) for offset, epoch in results]
+
+    def _publish_by_node(self, calls: list[_Call]) -> list[Any]:
+        """A cluster's script calls, each on the primary of its slot: one pipeline of EVALSHAs per node.
+
+        redis-py refuses scripts in a cluster pipeline, and one call at a time
+        through the cluster client costs a round trip and its routing each. A
+        call its node could not run as asked (NOSCRIPT, MOVED, ASK: it did not
+        run) or whose node was lost goes again through the cluster client,
+        which loads the script, follows redirections and retries. Each
+        channel's calls keep their order: one slot, one node, one pipeline.
+        """
+        cluster = cast(redis.RedisCluster, self._client)
+        nodes: dict[str, tuple[Any, list[int]]] = {}
+        for index, (keys, _) in enumerate(calls):
+            node = cluster.nodes_manager.get_node_from_slot(key_slot(keys[0]))
+            nodes.setdefault(node.name, (node, []))[1].append(index)
+        results: list[Any] = [None] * len(calls)
+        again: list[int] = []
+        for node, indexes in nodes.values():
+            pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
+            for index in indexes:
+                keys, args = calls[index]
+                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+            try:
+                replies = pipe.execute(raise_on_error=False)
+            except NETWORK_ERRORS:
+                again += indexes
+                continue
+            for index, reply in zip(indexes, replies, strict=True):
+                if isinstance(reply, _NOT_RUN):
+                    again.append(index)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[index] = reply
+        for index in sorted(again):
+            keys, args = calls[index]
+            results[index] = self._publish(keys=keys, args=args)
+        return results
 
     def _publish_replicated(self, items: Sequence[Routed], calls: list[_Call]) -> list[tuple[int, str]]:
         """Keep each item, wait until `replicas` replicas have it, and only then publish it.
