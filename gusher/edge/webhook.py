@@ -7,22 +7,27 @@ bounded in time (a gevent.Timeout over the whole exchange, since urllib3's
 timeout is per socket operation), in body size, and in how many run at once per
 worker, so that a slow or hostile webhook can delay only its own clients.
 
-It goes through urllib3's connection pools directly (issue 16): the connect
-path spent 31 % of its time in the webhook call, most of it in requests'
-request preparation and response wrapping, which a form POST with a bounded
-read needs none of.
+It goes through urllib3's connections directly (issue 16): the connect path
+spent 31 % of its time in the webhook call, most of it in requests' request
+preparation and response wrapping, then half of what was left in urllib3's
+pool manager and pools, which a form POST with a bounded read on a kept
+connection needs none of (`_Connections`).
 """
 
 from __future__ import annotations
 
+import http.client
+import socket
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import gevent
 import gevent.lock
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from gusher import __version__
 from gusher.core import exactjson
@@ -98,15 +103,13 @@ class Authenticator:
         # each call, so a reconnect storm opened a new TCP connection (and left
         # a TIME_WAIT socket) for most handshakes.
         #
-        # Calls go to urllib3's pools, not through a requests Session: a
+        # Calls go to urllib3's connections, not through a requests Session: a
         # Session's cookie jar would carry a cookie the webhook set while
         # answering one user into the calls made for every other user, and
         # merging its settings, searching the environment for proxies and
         # .netrc, and running its hooks cost ~20% of a connect's CPU. No
         # redirects and no retries: a webhook answers where it is asked.
-        self._pools = urllib3.PoolManager(
-            num_pools=16, maxsize=concurrency, retries=False, timeout=urllib3.Timeout(total=timeout)
-        )
+        self._connections = _Connections(timeout, concurrency)
 
     def authenticate(
         self, url: str, auth: str, app_key: str = "", remote: str = "", secret: str = ""
@@ -124,7 +127,7 @@ class Authenticator:
             timeout = gevent.Timeout(self.timeout, expired)
             with timeout, self._app_share(app_key), self._slots:
                 answer = self._post(url, body, headers)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             raise WebhookError(f"webhook unreachable: {exc.__class__.__name__}") from exc
         finally:
             self.metrics.observe("webhook_seconds", time.monotonic() - started)
@@ -148,20 +151,109 @@ class Authenticator:
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> bytes:
         if not url.lower().startswith(("http://", "https://")):
             raise WebhookError("webhook url must be http:// or https://")
-        response = self._pools.request("POST", url, body=body, headers=headers, preload_content=False)
+        origin, target = self._connections.parse(url)
+        conn = self._connections.take(origin)
         reusable = False
         try:
+            conn.request("POST", target, body=body, headers=headers, preload_content=False)
+            response = conn.getresponse()
             if not 200 <= response.status < 300:
                 raise WebhookError(f"webhook answered HTTP {response.status}")
             answer = response.read(self.max_body + 1, decode_content=True)
             if len(answer) > self.max_body:
                 raise WebhookError(f"webhook answer is over {self.max_body} bytes")
-            reusable = True
+            # Only a connection whose answer was read whole goes back: one with an unread
+            # body (an error status, an answer over the bound) would hand its rest to the
+            # next call.
+            # (`closed`: the body was read to its end; a `Connection: close` answer has
+            # closed the connection's own socket already.)
+            reusable = response.closed and not conn.is_closed
             return answer
         finally:
-            # Only a connection whose answer was read whole goes back to the pool: one with an
-            # unread body (an error status, an answer over the bound) would hand its rest to
-            # the next call.
-            if not reusable:
-                response.close()
-            response.release_conn()
+            self._connections.give_back(origin, conn, reusable)
+
+
+def _still_open(conn: HTTPConnection) -> bool:
+    """Whether an idle connection may carry another request: open, and nothing unasked arrived.
+
+    A plain connection is asked with one non-blocking peek at the real socket
+    under gevent's (FACTS: `sock._sock`); urllib3's `is_connected` polls
+    through gevent's select emulation, ~30 µs a call. TLS goes through it.
+    """
+    raw = getattr(conn.sock, "_sock", None)
+    if raw is None or isinstance(conn, HTTPSConnection):
+        return conn.is_connected
+    try:
+        raw.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True  # open and quiet
+    except OSError:
+        return False
+    return False  # b"": the server closed it; bytes: it sent what nobody asked for
+
+
+# (scheme, host, port): the connections that may be shared.
+Origin = tuple[str, str, int]
+
+
+class _Connections:
+    """Idle keep-alive connections to webhooks: at most `per_origin` each, of `_ORIGINS` origins.
+
+    urllib3's own connections, reused the way its pool reuses them, without
+    the pool: PoolManager and HTTPConnectionPool (URL parsing, pool keys, a
+    locked queue per host, timeout objects, their error wrapping) cost
+    ~150 µs of a ~300 µs call's CPU (issue 16), more than the request's
+    syscalls and both HTTP encodings together. A connection the server
+    closed while idle is found before reuse (`is_connected`), as the pool
+    finds it.
+    """
+
+    _ORIGINS = 16  # urllib3 PoolManager's num_pools, as before
+    _URLS = 1024  # parsed webhook URLs kept (one per app, usually a handful)
+
+    def __init__(self, timeout: float, per_origin: int) -> None:
+        self.timeout = timeout
+        self.per_origin = per_origin
+        self._idle: OrderedDict[Origin, list[HTTPConnection]] = OrderedDict()
+        self._parsed: dict[str, tuple[Origin, str]] = {}
+
+    def parse(self, url: str) -> tuple[Origin, str]:
+        """The origin and the request target of `url` (cached: each app's URL is asked again and again)."""
+        parsed = self._parsed.get(url)
+        if parsed is None:
+            u = urllib3.util.parse_url(url)
+            scheme = (u.scheme or "http").lower()
+            if not u.host:
+                raise WebhookError("webhook url has no host")
+            origin = (scheme, u.host, u.port or (443 if scheme == "https" else 80))
+            parsed = (origin, u.request_uri)
+            if len(self._parsed) >= self._URLS:
+                self._parsed.clear()
+            self._parsed[url] = parsed
+        return parsed
+
+    def take(self, origin: Origin) -> HTTPConnection:
+        """An idle connection to `origin` that is still open, or a new one (connected by its request)."""
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if _still_open(conn):
+                return conn
+            conn.close()
+        scheme, host, port = origin
+        kind = HTTPSConnection if scheme == "https" else HTTPConnection
+        return kind(host, port, timeout=self.timeout)
+
+    def give_back(self, origin: Origin, conn: HTTPConnection, reusable: bool) -> None:
+        """Keep `conn` for the next call to `origin`, or close it."""
+        idle = self._idle.get(origin)
+        if idle is None and reusable:
+            idle = self._idle[origin] = []
+            while len(self._idle) > self._ORIGINS:
+                for stale in self._idle.popitem(last=False)[1]:
+                    stale.close()
+        if reusable and idle is not None and len(idle) < self.per_origin:
+            idle.append(conn)
+            self._idle.move_to_end(origin)
+        else:
+            conn.close()
