@@ -52,7 +52,14 @@ CONNECT_PATH = (
 )
 
 
-KEYS = ("connect_per_s", "cpu_ms_per_conn", "generator_cpu_ms_per_conn", "box_busy_pct")
+KEYS = (
+    "connect_per_s",
+    "cpu_ms_per_conn",
+    "generator_cpu_ms_per_conn",
+    "redis_cpu_ms_per_conn",
+    "webhook_cpu_ms_per_conn",
+    "box_busy_pct",
+)
 
 
 class TreeSlave(GusherSystem):
@@ -81,7 +88,9 @@ class TreeSlave(GusherSystem):
         return self
 
 
-def connect_once(system: Any, pool: ClientPool, n: int, plan: Plan, profile: Path | None) -> dict[str, Any]:
+def connect_once(
+    system: Any, pool: ClientPool, n: int, plan: Plan, profile: Path | None, infra: Infra
+) -> dict[str, Any]:
     """Start `system`, connect `n` clients (each subscribes one shared channel), stop it."""
     system.start()
     recorders = []
@@ -93,9 +102,12 @@ def connect_once(system: Any, pool: ClientPool, n: int, plan: Plan, profile: Pat
             ]
             time.sleep(0.5)  # py-spy attaches
         generators = [proc.pid for proc in pool.procs]
+        backends = [infra.redis_server.process.pid, infra.webhook.pid]  # type: ignore[union-attr]
         cpu0, generator0, box0 = cpu_seconds(pids), cpu_seconds(generators), psutil.cpu_times()
+        redis0, webhook0 = (cpu_seconds([pid]) for pid in backends)
         result = scenarios.connect(system, pool, n, scenarios.shared_channel_of, plan)
         cpu, generator = cpu_seconds(pids) - cpu0, cpu_seconds(generators) - generator0
+        redis, webhook = cpu_seconds(backends[:1]) - redis0, cpu_seconds(backends[1:]) - webhook0
         box1 = psutil.cpu_times()
         idle = (box1.idle + box1.iowait) - (box0.idle + box0.iowait)
     finally:
@@ -115,6 +127,8 @@ def connect_once(system: Any, pool: ClientPool, n: int, plan: Plan, profile: Pat
         "cpu_ms_per_conn": round(1000 * cpu / max(1, result.ready), 3),
         # The load generator's share, and how busy the whole box was (of all its cores).
         "generator_cpu_ms_per_conn": round(1000 * generator / max(1, result.ready), 3),
+        "redis_cpu_ms_per_conn": round(1000 * redis / max(1, result.ready), 3),
+        "webhook_cpu_ms_per_conn": round(1000 * webhook / max(1, result.ready), 3),
         "box_busy_pct": round(100 * (1 - idle / max(1e-9, sum(box1) - sum(box0))), 1),
         "p99_ms": round(scenarios.percentile(result.connect_ms, 99), 1),
     }
@@ -129,13 +143,13 @@ def run(trees: list[Path], rounds: int, n: int, workers: int, profile: Path | No
     with ClientPool(ClientPool.processes_for(n)) as pool:
         for _ in range(rounds):
             figures.setdefault("limit", []).append(
-                connect_once(LimitSystem(infra, workers), pool, n, plan, None)
+                connect_once(LimitSystem(infra, workers), pool, n, plan, None, infra)
             )
             for tree in trees:
                 for protocol in ("gusher", "jwt"):
                     name = f"{tree.name}:{'webhook' if protocol == 'gusher' else 'jwt'}"
                     slave = TreeSlave(infra, workers, tree, protocol)
-                    figures.setdefault(name, []).append(connect_once(slave, pool, n, plan, profile))
+                    figures.setdefault(name, []).append(connect_once(slave, pool, n, plan, profile, infra))
                     time.sleep(0.5)
     medians = {
         name: {key: statistics.median(r[key] for r in runs) for key in KEYS} for name, runs in figures.items()
