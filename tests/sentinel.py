@@ -40,7 +40,7 @@ class SentinelProcess:
     def __post_init__(self) -> None:
         self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, decode_responses=True)
 
-    def start(self, primary_port: int) -> SentinelProcess:
+    def start(self, primary_port: int, password: str = "") -> SentinelProcess:
         self.directory = tempfile.mkdtemp(prefix="gusher-sentinel-")
         conf = Path(self.directory) / "sentinel.conf"
         conf.write_text(
@@ -50,6 +50,7 @@ class SentinelProcess:
             f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n"
             f"sentinel down-after-milliseconds {SERVICE} 1000\n"
             f"sentinel failover-timeout {SERVICE} 5000\n"
+            + (f"sentinel auth-pass {SERVICE} {password}\n" if password else "")
         )
         log = open(Path(self.directory) / "sentinel.log", "ab")
         self.process = subprocess.Popen(
@@ -92,7 +93,7 @@ class SentinelProcess:
             self.directory = ""
 
 
-def _data_node(replica_of: int | None = None, port: int | None = None) -> EmbeddedRedis:
+def _data_node(replica_of: int | None = None, port: int | None = None, password: str = "") -> EmbeddedRedis:
     # A replica's first sync at once, not after the default 5 s wait for more replicas. No write
     # while no replica is connected (acknowledged within 3 s): with the master's fence
     # (GUSHER_HISTORY_REPLICAS) a primary alone keeps nothing it cannot confirm (docs/DEPLOY.md).
@@ -106,30 +107,33 @@ def _data_node(replica_of: int | None = None, port: int | None = None) -> Embedd
     )
     if replica_of is not None:
         args += ("--replicaof", "127.0.0.1", str(replica_of))
+    if password:
+        args += ("--requirepass", password, "--masterauth", password)
     return EmbeddedRedis(port=port or cluster_port(), extra_args=args).start()
 
 
 class LocalSentinel:
     """A primary, its replicas (one by default) and three Sentinels monitoring them as `SERVICE`."""
 
-    def __init__(self, sentinels: int = 3, replicas: int = 1) -> None:
+    def __init__(self, sentinels: int = 3, replicas: int = 1, password: str = "") -> None:
         self.servers: list[EmbeddedRedis] = []
         self.sentinels = [SentinelProcess(cluster_port()) for _ in range(sentinels)]
         self._replicas = replicas
+        self.password = password  # the data servers' (requirepass); the Sentinels have none
 
     # -- life --------------------------------------------------------------------
 
     def start(self, timeout: float = 20.0) -> LocalSentinel:
         """Start everything; return once the replica is in sync and every Sentinel knows the others."""
         try:
-            primary = _data_node()
+            primary = _data_node(password=self.password)
             self.servers.append(primary)
             for _ in range(self._replicas):
-                self.servers.append(_data_node(replica_of=primary.port))
+                self.servers.append(_data_node(replica_of=primary.port, password=self.password))
             for replica in self.servers[1:]:
                 wait_for(lambda r=replica: self._synced(r), timeout, "every replica in sync")
             for sentinel in self.sentinels:
-                sentinel.start(primary.port)
+                sentinel.start(primary.port, self.password)
             wait_for(self._everyone_knows, timeout, "every Sentinel knows the replica and the others")
         except BaseException:
             self.stop()
@@ -156,10 +160,16 @@ class LocalSentinel:
     def url(self) -> str:
         """`REDIS_ADDR` for gusher: every Sentinel, and the service name."""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{SERVICE}"
+        return f"redis+sentinel://{':' + self.password + '@' if self.password else ''}{hosts}/{SERVICE}"
 
     def client(self, server: EmbeddedRedis) -> redis.Redis:
-        return redis.Redis(host=server.host, port=server.port, socket_timeout=5, decode_responses=True)
+        return redis.Redis(
+            host=server.host,
+            port=server.port,
+            password=self.password or None,
+            socket_timeout=5,
+            decode_responses=True,
+        )
 
     def primary(self) -> EmbeddedRedis:
         """The data server the first live Sentinel names primary."""
@@ -230,6 +240,6 @@ class LocalSentinel:
     def restart(self, server: EmbeddedRedis) -> EmbeddedRedis:
         """A killed data server back on its port, empty, as a replica of the current primary."""
         server.stop()
-        back = _data_node(replica_of=self.primary().port, port=server.port)
+        back = _data_node(replica_of=self.primary().port, port=server.port, password=self.password)
         self.servers[self.servers.index(server)] = back
         return back

@@ -287,3 +287,40 @@ def test_the_fence_refuses_a_push_no_replica_confirms(
     assert push(master.url, app_key, "news", "e", "third").status_code == 200
     got = [client.recv_json(), client.recv_json()]
     assert [(m["data"], m["offset"]) for m in got] == [("unconfirmed", 2), ("third", 3)]
+
+
+def test_a_password_protected_deployment_delivers_and_a_wrong_password_is_refused(
+    webhook: Webhook, clients: list[Client]
+) -> None:
+    """Data servers with requirepass (the Sentinels without, as usual): the URL's password reaches
+    the primary from both roles, a push goes through and follows a failover. With a wrong password
+    the master answers 503 saying Redis refused, and its log never shows the password."""
+    with LocalSentinel(password="s3cret-pw") as deployment:
+        master = GunicornProcess("master", deployment.url, workers=1).start()
+        slave = GunicornProcess("slave", deployment.url, workers=1, webhook_timeout=1).start()
+        wrong = GunicornProcess("master", deployment.url.replace("s3cret-pw", "wrong-pw"), workers=1)
+        try:
+            app_key = make_app(deployment, webhook)
+            client = subscribed(slave, app_key, "news", clients)
+            assert push(master.url, app_key, "news", "e", "before").status_code == 200
+            assert client.recv_json()["data"] == "before"
+            deployment.failover(coordinated=True)
+
+            def heard_after() -> bool:  # pushes in the moment before the roles move are lost
+                push(master.url, app_key, "news", "e", "after")
+                try:
+                    return bool(client.recv_json(timeout=0.2)["data"] == "after")
+                except websocket.WebSocketTimeoutException:
+                    return False
+
+            wait_until(heard_after, timeout=20)
+            wrong.start(wait_ready=False)
+            refused = push(wrong.url, app_key, "news", "e", "x")
+            assert refused.status_code == 503 and "redis unavailable" in refused.json()["error"]
+        finally:
+            for process in (wrong, slave, master):
+                process.stop()
+        for process in (wrong, slave, master):
+            assert "wrong-pw" not in process.log() and "s3cret-pw" not in process.log()
+        for process in (slave, master):
+            assert "Traceback" not in process.log(), process.log()[-4000:]
