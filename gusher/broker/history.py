@@ -27,8 +27,9 @@ In a Redis Cluster (`sharded`) the script SPUBLISHes, and its keys are
 `gusher.keys.cluster_history_keys`, in the channel's slot. Several items
 then cannot be one MULTI/EXEC (their slots differ, and redis-py refuses
 scripts in a cluster pipeline): each is one script call, in order, each
-atomic on its own, sent in one plain pipeline per node (`_publish_by_node`). What stays all or nothing is the validation, done by the
-caller before anything is published; a node failing half-way raises
+atomic on its own, sent in one plain pipeline per node (`_publish_by_node`).
+What stays all or nothing is the validation, done by the caller before
+anything is published; a node failing half-way raises
 `BackendUnavailable` after the items before it went out.
 """
 
