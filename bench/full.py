@@ -1,4 +1,4 @@
-"""The full run: every system at every N, the push API, then the report.
+"""The full run: every system at every N, the push API, history, Pusher, shards, then the report.
 
 Systems whose peer software bench/setup.sh did not install are skipped with
 a note in the report, so `make bench` still measures gusher against the limit.
@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from bench import history, meta, pusher, pushapi, report, scenarios
+from bench import history, meta, pushapi, pusher, report, scenarios, shards
 from bench.clients import ClientPool
 from bench.measure import RESULTS, log, run_system
 from bench.procs import Reaper
@@ -54,7 +54,10 @@ def run(sizes: list[int], systems: list[str]) -> int:
     results: dict[str, Any] = {"meta": meta.collect(), "runs": [], "api": [], "skipped": skipped}
     for n in sizes:
         plan = plan_for(n)
-        with ClientPool(ClientPool.processes_for(n)) as pool, ClientPool(ClientPool.processes_for(n)) as ref_pool:
+        with (
+            ClientPool(ClientPool.processes_for(n)) as pool,
+            ClientPool(ClientPool.processes_for(n)) as ref_pool,
+        ):
             # One limit baseline runs beside every system at this N (scenarios.Reference).
             reference = scenarios.start_reference(infra, ref_pool, n, workers_for(n), plan)
             try:
@@ -83,6 +86,11 @@ def run(sizes: list[int], systems: list[str]) -> int:
         Reaper.run()
         results["pusher"] = pusher.measure()
         log(f"pusher: within 1.1x {results['pusher']['within_1_1x']}")
+        # One Redis beside a 3-primary cluster (bench/shards.py), with its own Redis nodes and servers.
+        Reaper.run()
+        results["shards"] = shards.measure(shards.parse_args([]))
+        Reaper.run()
+        log(f"shards: delivered/s {results['shards']['redis_layer']['summary']['delivered_per_s']}")
     results["meta"]["duration_s"] = round(time.time() - started)
     path = _save(results)
     report.write(results)

@@ -5,6 +5,9 @@ results without measuring again. Every figure is shown beside its ratio to
 the limit baseline; gusher's figures also get their ratio to each peer.
 """
 
+# The Markdown this writes uses ×, ÷ and – on purpose.
+# ruff: noqa: RUF001, RUF003
+
 from __future__ import annotations
 
 import json
@@ -12,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import report_shards
 from bench.procs import ROOT
 from bench.sampler import FAN_OUT
 
@@ -213,7 +217,7 @@ def _sustained(sizes: list[int], systems: list[str], by: dict) -> list[str]:
                     for st in steps
                 )
                 lines.append(f"- {s}, N={n:,}: {text}")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _api(api: list[dict[str, Any]]) -> list[str]:
@@ -227,7 +231,7 @@ def _api(api: list[dict[str, Any]]) -> list[str]:
             f"({_ratio(a.get('api_requests_per_s'), limit.get('api_requests_per_s'))}) | "
             f"{_fmt(a.get('api_p50_ms'))} | {_fmt(a.get('api_p99_ms'))} | {int(a.get('api_errors', 0))} |"
         )
-    return lines + [""]
+    return [*lines, ""]
 
 
 def plot(runs: list[dict[str, Any]]) -> list[str]:
@@ -289,7 +293,8 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "",
         "## Machine and versions",
         "",
-        f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, Linux {machine['kernel']}, "
+        f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
+        f"Linux {machine['kernel']}, "
         f"{machine['fd_limit']} descriptors per process"
         + (
             f"; load average {machine['load_avg_at_start']} when the run started (other work on the box "
@@ -306,11 +311,13 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "on epoll, its own WebSocket framing, several processes of ≤ 12,000 sockets, each from its own "
         "127.0.1.x source address, run at nice 5 so the servers get the CPU first).",
         "- Latency is push → kernel receive: each message carries its send time (wall clock, ns) and the "
-        "client reads the kernel's receive timestamp (SO_TIMESTAMPNS), so the client's own delay does not count.",
-        "- **limit baseline** (`bench/baseline.py`): as many processes as the system has workers, each writes one "
-        "pre-built frame to each of its sockets with one non-blocking "
+        "client reads the kernel's receive timestamp (SO_TIMESTAMPNS), so the client's own delay does "
+        "not count.",
+        "- **limit baseline** (`bench/baseline.py`): as many processes as the system has workers, each "
+        "writes one pre-built frame to each of its sockets with one non-blocking "
         "`send` — the kernel's work with a Python loop around it. It answers plain HTTP with a canned 200, "
-        "the floor of the push-API scenario. ÷ limit < 1 for a rate, or > 1 for a time, is the server's overhead.",
+        "the floor of the push-API scenario. ÷ limit < 1 for a rate, or > 1 for a time, is the server's "
+        "overhead.",
         "- Every system gets the same N, message size (100 bytes of data), client, Redis and worker count "
         "(max(2, N / 12,500) processes on 2 cores). gusher pushes through `POST /api/push` for the latency "
         "scenario and PUBLISHes into Redis (pipelined) for throughput; the peers use their Redis emitters "
@@ -332,7 +339,7 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         out += [f"## {title}", "", intro, ""]
         for key, label, lower in metrics:
             out += [f"**{label}** ({'lower' if lower else 'higher'} is better)", ""]
-            out += _table(key, sizes, systems, by) + [""]
+            out += [*_table(key, sizes, systems, by), ""]
         if title == "Fan-out latency":
             out += _paired(sizes, systems, by)
         if title == "Fan-out throughput":
@@ -348,6 +355,7 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
     out += _api(results.get("api", []))
     out += _history(results.get("history"))
     out += _pusher(results.get("pusher"))
+    out += report_shards.section(results.get("shards"))
     if plots:
         out += ["## Plots", ""] + [f"![{p}](bench/plots/{p})" for p in plots] + [""]
     out += CAVEATS
@@ -409,7 +417,8 @@ def _pusher(figures: dict[str, Any] | None) -> list[str]:
     lines = [
         "## Pusher protocol (issue 13)",
         "",
-        f"`python -m bench.pusher`, run on {f.get('date', '–')} (`--quick` runs N=2,000 in 2 rounds instead): "
+        f"`python -m bench.pusher`, run on {f.get('date', '–')} "
+        "(`--quick` runs N=2,000 in 2 rounds instead): "
         f"one master and one slave (2 workers) hold at once N={f['n']:,} gusher-protocol clients "
         "(`/ws/{key}`) and N Pusher-protocol-7 clients "
         "(`/app/{key}`, public channel, `pusher:ping` answered), each set on channel `bench` of an app of "

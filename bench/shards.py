@@ -79,6 +79,7 @@ MASTER_WORK = (
 )
 WORKERS = 2  # slave workers per deployment, and the subscriber's stand-ins for them
 BATCH = 100  # events per batch_events call (GUSHER_MAX_BATCH_EVENTS' default)
+QUICK = {"rounds": 2, "seconds": 2.0, "n": 2000}  # what --quick changes
 
 
 class Deployment:
@@ -151,8 +152,10 @@ def redis_layer(deployments: dict[str, Deployment], args: argparse.Namespace) ->
     memory0 = {name: dep.used_memory() for name, dep in deployments.items()}
     plans: dict[str, list[tuple[int, list[bytes], list[int]]]] = {}
     subscribers: dict[str, LoadProcess] = {}
+    per_node: dict[str, list[int]] = {}
     for name, dep in deployments.items():
         groups = spread(channels, dep.owner)
+        per_node[name] = [len(chs) for _, chs in sorted(groups.items())]
         plans[name] = [
             (i, pipelines(dep.publish, chs, args.per_batch), batch_sizes(len(chs), args.per_batch))
             for i, chs in sorted(groups.items())
@@ -164,7 +167,7 @@ def redis_layer(deployments: dict[str, Deployment], args: argparse.Namespace) ->
         ]
         subscribers[name] = LoadProcess(subscribe_main, subs)
         Reaper.add(subscribers[name].stop)
-        log(f"{name}: {len(channels)} channels, per node {[len(chs) for chs in groups.values()]}")
+        log(f"{name}: {len(channels)} channels, per node {per_node[name]}")
     for sub in subscribers.values():
         sub.wait_ready()
     subscription_bytes = {
@@ -194,7 +197,11 @@ def redis_layer(deployments: dict[str, Deployment], args: argparse.Namespace) ->
     finally:
         for process in (*subscribers.values(), sink):
             process.stop()
-    return {"rounds": rounds, "subscription_bytes_per_channel": subscription_bytes}
+    return {
+        "rounds": rounds,
+        "subscription_bytes_per_channel": subscription_bytes,
+        "channels_per_node": per_node,
+    }
 
 
 def publish_window(
@@ -432,7 +439,8 @@ def print_summary(result: dict[str, Any]) -> None:
             print(f"  Redis bytes per subscribed channel, {mode}: {value:,.0f}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's settings (`parse_args([])`: the defaults, as the full run uses them)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -452,7 +460,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{sampler.PY_SPY} is missing: .venv/bin/pip install py-spy")
         args.profile.mkdir(parents=True, exist_ok=True)
     if args.quick:
-        args.rounds, args.seconds, args.n = 2, 2.0, 2000
+        vars(args).update(QUICK)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     started = time.monotonic()
     try:
         result = measure(args)
