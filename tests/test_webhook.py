@@ -133,25 +133,60 @@ def test_an_unreachable_webhook_is_a_webhook_error() -> None:
         )
 
 
+@pytest.mark.parametrize("kind", ["gevent", "plain"])
 @pytest.mark.parametrize(("peer", "open_"), [("quiet", True), ("closed", False), ("chatty", False)])
-def test_an_idle_connection_is_reused_only_while_open_and_quiet(peer, open_) -> None:
-    """Under gevent (the slave's sockets) one peek tells: open and quiet, closed, or unasked bytes."""
+def test_an_idle_connection_is_reused_only_while_open_and_quiet(kind, peer, open_) -> None:
+    """Open and quiet, closed, or unasked bytes: told by a peek under gevent (the slave), a poll otherwise."""
     import socket
 
     import gevent.socket
-    from urllib3.connection import HTTPConnection
 
-    from gusher.edge.webhook import _still_open
+    from gusher.edge.webhook import _Connection
 
     ours, theirs = socket.socketpair()
-    conn = HTTPConnection("127.0.0.1", 1)
-    conn.sock = gevent.socket.socket(fileno=ours.detach())
+    sock = gevent.socket.socket(fileno=ours.detach()) if kind == "gevent" else ours
+    conn = _Connection(sock, "127.0.0.1")
     if peer == "closed":
         theirs.close()
     elif peer == "chatty":
         theirs.sendall(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
     try:
-        assert _still_open(conn) is open_
+        assert conn.still_open() is open_
     finally:
         conn.close()
         theirs.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://example.com/auth", "http:// or https://"),
+        ("http:///auth", "no host"),
+        ("http://h:99999/", "malformed"),
+    ],
+)
+def test_unusable_webhook_urls_are_refused(url, reason) -> None:
+    """A URL the client cannot call is a WebhookError naming why, before any connection."""
+    with pytest.raises(WebhookError, match=reason):
+        Authenticator(timeout=5, max_body=1000, concurrency=4).authenticate(url, "token")
+
+
+def test_the_request_is_one_write_with_the_host_and_the_form(server) -> None:
+    """The webhook sees Host (with the port), the form body and its length, as urllib3 sent them."""
+    seen: list[dict[str, str]] = []
+    original = Handler.do_POST
+
+    def recording(self: Handler) -> None:
+        seen.append(dict(self.headers))
+        original(self)
+
+    Handler.mode = "length"
+    Handler.do_POST = recording  # type: ignore[method-assign]
+    try:
+        Authenticator(timeout=5, max_body=1000, concurrency=4).authenticate(url_of(server), "tok en", "app")
+    finally:
+        Handler.do_POST = original  # type: ignore[method-assign]
+    headers = seen[0]
+    assert headers["Host"] == f"127.0.0.1:{server.server_address[1]}"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert headers["Content-Length"] == str(len("auth=tok+en&app_key=app"))
