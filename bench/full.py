@@ -73,6 +73,12 @@ def run(sizes: list[int], systems: list[str]) -> int:
             try:
                 system.start()
                 figures = pushapi.run_wrk(system.push_api_url(), seconds=5)
+                batch = pushapi.run_wrk(
+                    system.batch_api_url(), seconds=5, connections=32, body=pushapi.batch_body()
+                )
+                figures["batch_messages_per_s"] = batch["api_requests_per_s"] * pushapi.BATCH_EVENTS
+                figures["batch_p99_ms"] = batch.get("api_p99_ms", 0.0)
+                figures["batch_errors"] = batch["api_errors"]
                 results["api"].append({"system": name, **figures})
                 log(f"push API {name}: {figures}")
             finally:

@@ -7,6 +7,7 @@ HTTP exchange (request → response), with `connections` keep-alive clients.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -41,10 +42,25 @@ def parse_wrk(output: str) -> dict[str, float]:
     return figures
 
 
-def run_wrk(url: str, seconds: float = 5.0, connections: int = 64, threads: int = 2) -> dict[str, float]:
-    """Drive `url` with POSTs for `seconds`; return the parsed figures."""
+# Events per body of the batch scenario (the route's default bound, GUSHER_MAX_BATCH_EVENTS).
+BATCH_EVENTS = 100
+
+
+def batch_body(events: int = BATCH_EVENTS) -> str:
+    """A `batch_events` body: `events` events, each to a channel of its own, 50-byte data — pure."""
+    batch = [{"channel": f"b{i}", "event": "e", "data": "x" * 50} for i in range(events)]
+    return json.dumps({"batch": batch}, separators=(",", ":"))
+
+
+def run_wrk(
+    url: str, seconds: float = 5.0, connections: int = 64, threads: int = 2, body: str = ""
+) -> dict[str, float]:
+    """Drive `url` with POSTs (of `body` as JSON, when given) for `seconds`; the parsed figures."""
+    lua = _SCRIPT
+    if body:
+        lua += 'wrk.headers["Content-Type"] = "application/json"\nwrk.body = ' + json.dumps(body) + "\n"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_SCRIPT)
+        script.write(lua)
     try:
         result = subprocess.run(
             [

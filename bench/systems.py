@@ -153,6 +153,9 @@ class GusherSystem:
     def push_api_url(self) -> str:
         return f"http://127.0.0.1:{self.master_port}/api/push/{self.app_key}/api/e?data=hello"
 
+    def batch_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.master_port}/api/apps/{self.app_key}/batch_events"
+
     def stop(self) -> None:
         for process in (self.slave, self.master):
             if process is not None:
@@ -240,6 +243,9 @@ class LimitSystem:
 
     def push_api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/push/limit/api/e?data=hello"
+
+    def batch_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/apps/limit/batch_events"
 
     def stop(self) -> None:
         if self.server is not None:

@@ -1,4 +1,5 @@
 """The pure parts of the harness: adapters, webhook answers, wrk parsing, statistics, report."""
+# ruff: noqa: RUF001  (the report writes multiplication and division signs on purpose)
 
 from __future__ import annotations
 
@@ -242,3 +243,22 @@ def test_the_jwt_adapter_signs_a_token_gusher_accepts() -> None:
     token = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)["auth"][0]
     identity = tokens.verify(token, JWT_KEY)
     assert identity.user_id == "u7" and identity.allows("bench")
+
+
+def test_batch_body_and_its_table() -> None:
+    """The batch scenario's body is one valid batch_events body of BATCH_EVENTS channels; the
+    report's batch table shows messages/s and the ratio to the limit's."""
+    body = json.loads(pushapi.batch_body())
+    assert len(body["batch"]) == pushapi.BATCH_EVENTS
+    assert len({event["channel"] for event in body["batch"]}) == pushapi.BATCH_EVENTS
+    api = [
+        {"system": "limit", "api_requests_per_s": 30000.0, "batch_messages_per_s": 3_000_000.0},
+        {
+            "system": "gusher",
+            "api_requests_per_s": 3000.0,
+            "batch_messages_per_s": 120_000.0,
+            "batch_p99_ms": 90,
+        },
+    ]
+    table = "\n".join(report._api(api))
+    assert "| gusher | 120,000 (0.04×) | 90.0 | 0 |" in table
