@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pusher
 import pytest
@@ -421,42 +422,52 @@ def slave_counter(slave: GunicornProcess, family: str) -> float:
     return values[0] if values else 0.0
 
 
-def test_delivery_resumes_within_two_seconds_of_a_primary_killed_and_replaced(
-    webhook: Webhook, clients: list[Client]
-) -> None:
-    """SIGKILL a primary and promote its replica: pushes to a channel of that shard reach the
-    slave's client again within 2 s of the promotion (no history: what fell between is lost)."""
+@contextmanager
+def own_deployment(
+    **master_settings: object,
+) -> Iterator[tuple[LocalCluster, redis_lib.RedisCluster, GunicornProcess, GunicornProcess]]:
+    """A cluster of this test's own (3 primaries, a replica each: its faults harm no other test),
+    an operator's client, and a master and a slave (one worker each) on it; their logs checked after."""
     with LocalCluster(primaries=3, replicas=1) as own:
         admin = redis_lib.RedisCluster(host="127.0.0.1", port=own.nodes[0].port)
-        master = GunicornProcess("master", own.url, workers=1).start()
+        master = GunicornProcess("master", own.url, workers=1, **master_settings).start()
         slave = GunicornProcess("slave", own.url, workers=1, webhook_timeout=1).start()
         try:
-            app_key = make_app(admin, webhook)
-            channel = channels_on_every_primary(own, app_key)[0]
-            client = subscribed(slave, app_key, [channel], clients)
-            assert push(master.url, app_key, channel, "e", "before").status_code == 200
-            assert client.recv_json()["data"] == "before"
-            victim = own.owner(key_slot(pubsub_channel(app_key, channel)))
-            own.kill(victim)
-            own.failover(own.replicas_of(victim)[0], force=True)
-            promoted = time.monotonic()
-            data = ""
-            while not data:
-                assert time.monotonic() - promoted < 2.0, "no delivery within 2 s of the promotion"
-                try:
-                    url = f"{master.url}/api/push/{app_key}/{channel}/e"
-                    requests.post(url, params={"data": "after"}, timeout=0.5)
-                    data = client.recv_json(timeout=0.1)["data"]
-                except (requests.RequestException, websocket.WebSocketTimeoutException):
-                    continue
-            assert data == "after"
-            print(f"delivery resumed {time.monotonic() - promoted:.2f} s after the promotion")
+            yield own, admin, master, slave
         finally:
             admin.close()
             for process in (slave, master):
                 process.stop()
         for process in (slave, master):
             assert "Traceback" not in process.log(), process.log()[-4000:]
+
+
+def test_delivery_resumes_within_two_seconds_of_a_primary_killed_and_replaced(
+    webhook: Webhook, clients: list[Client]
+) -> None:
+    """SIGKILL a primary and promote its replica: pushes to a channel of that shard reach the
+    slave's client again within 2 s of the promotion (no history: what fell between is lost)."""
+    with own_deployment() as (own, admin, master, slave):
+        app_key = make_app(admin, webhook)
+        channel = channels_on_every_primary(own, app_key)[0]
+        client = subscribed(slave, app_key, [channel], clients)
+        assert push(master.url, app_key, channel, "e", "before").status_code == 200
+        assert client.recv_json()["data"] == "before"
+        victim = own.owner(key_slot(pubsub_channel(app_key, channel)))
+        own.kill(victim)
+        own.failover(own.replicas_of(victim)[0], force=True)
+        promoted = time.monotonic()
+        data = ""
+        while not data:
+            assert time.monotonic() - promoted < 2.0, "no delivery within 2 s of the promotion"
+            try:
+                url = f"{master.url}/api/push/{app_key}/{channel}/e"
+                requests.post(url, params={"data": "after"}, timeout=0.5)
+                data = client.recv_json(timeout=0.1)["data"]
+            except (requests.RequestException, websocket.WebSocketTimeoutException):
+                continue
+        assert data == "after"
+        print(f"delivery resumed {time.monotonic() - promoted:.2f} s after the promotion")
 
 
 def test_a_killed_primary_under_pushes_loses_nothing_where_history_is_on(
@@ -466,31 +477,21 @@ def test_a_killed_primary_under_pushes_loses_nothing_where_history_is_on(
     then put a new replica beside it. With the replica fence (GUSHER_HISTORY_REPLICAS=1) every
     acknowledged push reaches the client once, in order, without a gap: none was acknowledged
     before the replica held it. Pushes to that shard get 503 while it has no replica."""
-    with LocalCluster(primaries=3, replicas=1) as own:
-        admin = redis_lib.RedisCluster(host="127.0.0.1", port=own.nodes[0].port)
-        master = GunicornProcess("master", own.url, workers=1, history_replicas=1).start()
-        slave = GunicornProcess("slave", own.url, workers=1, webhook_timeout=1).start()
-        try:
-            app_key = make_app(admin, webhook, history_size="1000", history_ttl="60")
-            channel = channels_on_every_primary(own, app_key)[0]
-            client = subscribed(slave, app_key, [channel], clients)
-            pushes = Pushes(master, app_key, channel)
-            pushes.wait_sent(20)
-            victim = own.owner(key_slot(pubsub_channel(app_key, channel)))
-            heir = own.replicas_of(victim)[0]
-            own.kill(victim)
-            own.failover(heir, force=True)
-            own.replace(victim, heir)
-            pushes.wait_sent(len(pushes.sent) + 40, timeout=30)
-            pushes.stop()
-            assert_every_acknowledged_push_once_in_order(client, pushes)
-            print(f"{len(pushes.sent)} pushes acknowledged, {len(pushes.refused)} refused (503)")
-        finally:
-            admin.close()
-            for process in (slave, master):
-                process.stop()
-        for process in (slave, master):
-            assert "Traceback" not in process.log(), process.log()[-4000:]
+    with own_deployment(history_replicas=1) as (own, admin, master, slave):
+        app_key = make_app(admin, webhook, history_size="1000", history_ttl="60")
+        channel = channels_on_every_primary(own, app_key)[0]
+        client = subscribed(slave, app_key, [channel], clients)
+        pushes = Pushes(master, app_key, channel)
+        pushes.wait_sent(20)
+        victim = own.owner(key_slot(pubsub_channel(app_key, channel)))
+        heir = own.replicas_of(victim)[0]
+        own.kill(victim)
+        own.failover(heir, force=True)
+        own.replace(victim, heir)
+        pushes.wait_sent(len(pushes.sent) + 40, timeout=30)
+        pushes.stop()
+        assert_every_acknowledged_push_once_in_order(client, pushes)
+        print(f"{len(pushes.sent)} pushes acknowledged, {len(pushes.refused)} refused (503)")
 
 
 def test_pusher_clients_and_the_sdk_work_on_channels_of_every_shard(
