@@ -155,7 +155,31 @@ class BareAdapter:
         return OTHER, []
 
 
-def make_adapter(spec: dict) -> GusherAdapter | JWTAdapter | PusherAdapter | SocketIOAdapter | BareAdapter:
+class NchanAdapter:
+    """nchan's WebSocket subscriber: the channels are in the URL, nothing is said after the upgrade.
+
+    `GET /sub/<channel>[,<channel>…]` (the bench's nginx.conf splits the id on
+    `,` to multiplex several channels on one connection); the connection is
+    subscribed once upgraded. A published message arrives as a text frame
+    holding exactly the body that was POSTed, so the marker is at its start.
+    """
+
+    name = "nchan"
+
+    def path(self, index: int, channels: list[str]) -> str:
+        return "/sub/" + ",".join(urllib.parse.quote(c, safe="") for c in channels)
+
+    def opening(self, channels: list[str]) -> list[bytes]:
+        return []
+
+    def on_text(self, payload: bytes, channels: list[str]) -> tuple[int, list[bytes]]:
+        return OTHER, []
+
+
+Adapter = GusherAdapter | JWTAdapter | PusherAdapter | SocketIOAdapter | BareAdapter | NchanAdapter
+
+
+def make_adapter(spec: dict) -> Adapter:
     """Build an adapter from a picklable spec such as `{"kind": "gusher", "app_key": "a"}`."""
     kind = spec["kind"]
     if kind == "gusher":
@@ -168,9 +192,12 @@ def make_adapter(spec: dict) -> GusherAdapter | JWTAdapter | PusherAdapter | Soc
         return SocketIOAdapter()
     if kind == "bare":
         return BareAdapter()
+    if kind == "nchan":
+        return NchanAdapter()
     raise ValueError(f"unknown adapter {kind!r}")
 
 
 def needs_acks(adapter: object) -> bool:
-    """Whether a connection is ready only after one ACK per channel."""
-    return not isinstance(adapter, BareAdapter)
+    """Whether a connection is ready only after one ACK per channel (not when subscribing is
+    the upgrade itself: the limit's, nchan's)."""
+    return not isinstance(adapter, (BareAdapter, NchanAdapter))

@@ -40,6 +40,7 @@ def _cpu_model() -> str:
 def collect() -> dict[str, Any]:
     """Date, machine and versions (Python packages, valkey, node and npm packages)."""
     from bench import peers
+    from bench.peers import nchan
     from gusher.embedded import server_binary
 
     return {
@@ -73,6 +74,7 @@ def collect() -> dict[str, Any]:
             and _command([server_binary(), "--version"]).split(" ")[2],
             "wrk": _command(["sh", "-c", "wrk --version 2>&1 | head -1"]).split(" [")[0],
             **peers.node_versions(),
+            **nchan.versions(),
         },
     }
 

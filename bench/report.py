@@ -21,12 +21,13 @@ from bench.sampler import FAN_OUT
 
 PLOTS = ROOT / "bench" / "plots"
 OUTPUT = ROOT / "BENCHMARKS.md"
-ORDER = ("limit", "gusher", "pysio", "nodesio")
+ORDER = ("limit", "gusher", "pysio", "nodesio", "nchan")
 LABELS = {
     "limit": "limit baseline",
     "gusher": "gusher",
     "pysio": "Flask-SocketIO (gevent, Redis queue)",
     "nodesio": "Node Socket.IO (Redis adapter)",
+    "nchan": "nchan (nginx, memory store)",
 }
 
 # (key, label, lower is better)
@@ -341,6 +342,11 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "- Peers are configured as their docs recommend for production with several processes: "
         "WebSocket-only transport (so no sticky sessions), Redis message queue / adapter; Node with "
         "`bufferutil` + `utf-8-validate` and the upgrade request dropped after the handshake.",
+        "- **nchan** (`bench/peers/nchan.py`, Debian's libnginx-mod-nchan) is the compiled peer: nginx "
+        "with as many workers as the others, its memory store (no Redis), WebSocket subscribers at "
+        "`/sub/<channel>`; its pushes are `POST /pub/<channel>` with the data as the body (sent to "
+        "each subscriber as the text frame), and throughput and many-channel publishes are those POSTs "
+        "pipelined on one kept-alive connection.",
         "",
     ]
     if results.get("skipped"):

@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="gusher + limit at one N, JSON last line")
     parser.add_argument("-n", type=int, default=5000, help="connections in quick mode")
     parser.add_argument("--sizes", default="1000,10000,50000", help="N values of the full run")
-    parser.add_argument("--systems", default="limit,gusher,pysio,nodesio", help="systems of the full run")
+    parser.add_argument(
+        "--systems", default="limit,gusher,pysio,nodesio,nchan", help="systems of the full run"
+    )
     args = parser.parse_args(argv)
     # SIGTERM (timeout, Ctrl-C from make) must still run the teardown in `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

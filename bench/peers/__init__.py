@@ -1,16 +1,21 @@
 """The peers gusher is compared with, as systems the scenarios can drive.
 
-Both speak Socket.IO v4 to the same load generator (`SocketIOAdapter`), use the
-run's Redis, and run as many server processes as gusher has slave workers:
+Each runs as many server processes as gusher has slave workers. The first two
+speak Socket.IO v4 to the same load generator (`SocketIOAdapter`) and use the
+run's Redis:
 
 - `pysio`: Flask-SocketIO / python-socketio under gunicorn with gevent workers
   and a Redis message queue (pysio_app.py).
 - `nodesio`: Node.js Socket.IO in a cluster with the Redis adapter, pushed to
   with @socket.io/redis-emitter (node/).
+- `nchan`: nginx with the nchan module (C), its memory store, WebSocket
+  subscribers, pushed to by HTTP POST to its publisher location (nchan.py);
+  it needs no Redis and speaks no Socket.IO.
 
-`push` uses each peer's documented emitter; `publish` sends the same Redis
-messages that emitter would, in one pipeline (python) or one command line
-(node), to match gusher's pipelined PUBLISH.
+`push` uses each peer's documented emitter (nchan: one POST); `publish` sends
+the same Redis messages that emitter would, in one pipeline (python) or one
+command line (node), to match gusher's pipelined PUBLISH (nchan: its POSTs
+pipelined on one connection).
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ def available() -> dict[str, Any]:
         found["pysio"] = PySocketIOSystem
     if shutil.which("node") and (NODE_DIR / "node_modules" / "socket.io").is_dir():
         found["nodesio"] = NodeSocketIOSystem
+    from bench.peers import nchan
+
+    if nchan.installed():
+        found["nchan"] = nchan.NchanSystem
     return found
 
 
