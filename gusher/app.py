@@ -122,13 +122,6 @@ def create_master_app(settings: Settings | None = None) -> Flask:
     ext.init_app(app)
     pusher.init_app(app)
     console.init_app(app)
-    services = app.extensions["gusher.services"]
-
-    @app.before_request
-    def ensure_started() -> None:
-        # Served without gunicorn.conf.py's post_worker_init hook: start lazily.
-        services.start()
-
     return app
 
 
