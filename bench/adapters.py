@@ -201,3 +201,70 @@ def needs_acks(adapter: object) -> bool:
     """Whether a connection is ready only after one ACK per channel (not when subscribing is
     the upgrade itself: the limit's, nchan's)."""
     return not isinstance(adapter, (BareAdapter, NchanAdapter))
+
+
+class GusherResume:
+    """One gusher client's place in its history channels, and what it missed or got twice — pure.
+
+    `bench.storm` attaches one to each client (the connect spec's `"resume"`):
+    the first `gusher.subscribe_succeeded` of a channel gives its offset and
+    epoch; every numbered message moves the client's place on, so a
+    resubscribe asks for exactly what follows it (`since`, SPEC "History and
+    recovery"). Offsets are checked in order: one below the place is a
+    duplicate, a jump over it counts the offsets skipped as missing; `finish`
+    adds those never received up to the channel's last offset.
+    """
+
+    __slots__ = ("duplicate", "epoch", "missing", "not_recovered", "place", "recovered", "unplaced")
+
+    def __init__(self, channels: list[str]) -> None:
+        self.epoch = dict.fromkeys(channels, "")
+        self.place = dict.fromkeys(channels, 0)  # the last offset received (or the subscribe's)
+        self.missing = self.duplicate = self.recovered = self.not_recovered = self.unplaced = 0
+
+    def opening(self, channels: list[str]) -> list[bytes]:
+        """One `gusher.subscribe` per channel, with `since` once the channel's epoch is known."""
+        out = []
+        for i, channel in enumerate(channels):
+            data: dict = {"id": str(i), "channel": channel}
+            if self.epoch.get(channel):
+                data["since"] = {"offset": self.place[channel], "epoch": self.epoch[channel]}
+            out.append(json.dumps({"event": "gusher.subscribe", "data": data}).encode())
+        return out
+
+    def on_subscribed(self, payload: bytes) -> None:
+        """A `gusher.subscribe_succeeded`: place the channel (first time) or check the resume."""
+        data = json.loads(payload).get("data") or {}
+        channel, offset, epoch = data.get("channel"), data.get("offset"), data.get("epoch")
+        if channel not in self.place or not isinstance(offset, int):
+            return
+        recovered = data.get("recovered")
+        if recovered is True:
+            self.recovered += 1  # every message after our place follows the reply
+        elif self.epoch[channel]:  # resumed but not recovered: what lies between is lost
+            self.not_recovered += 1
+            if epoch == self.epoch[channel]:
+                self.missing += max(0, offset - self.place[channel])
+            self.place[channel] = offset
+        else:
+            self.place[channel] = offset
+        self.epoch[channel] = epoch or ""
+
+    def on_message(self, payload: bytes) -> None:
+        """A pushed message `{"channel", …, "offset": N}`: move the channel's place on."""
+        message = json.loads(payload)
+        channel, offset = message.get("channel"), message.get("offset")
+        if channel not in self.place or not self.epoch[channel] or not isinstance(offset, int):
+            self.unplaced += 1  # before the channel's subscribe was answered
+            return
+        place = self.place[channel]
+        if offset <= place:
+            self.duplicate += 1
+            return
+        self.missing += offset - place - 1
+        self.place[channel] = offset
+
+    def finish(self, last: dict[str, int]) -> tuple[int, int]:
+        """(missing, duplicate) once every channel's last offset is `last[channel]`."""
+        tail = sum(max(0, last.get(c, 0) - place) for c, place in self.place.items())
+        return self.missing + tail, self.duplicate

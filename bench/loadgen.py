@@ -14,7 +14,9 @@ generator runs at a lower priority (nice) to leave the CPU to the server.
 from __future__ import annotations
 
 import errno
+import heapq
 import os
+import random
 import select
 import socket
 import struct
@@ -47,6 +49,7 @@ class Conn:
         "index",
         "out",
         "parser",
+        "resume",
         "sock",
         "started",
         "state",
@@ -62,6 +65,7 @@ class Conn:
         self.out = b""
         self.started = 0.0
         self.attempts = 0
+        self.resume: Any = None  # a GusherResume when the connect spec asks for `"resume"` (bench.storm)
         self.sock: socket.socket | None = None
         self.fd = -1
 
@@ -84,6 +88,120 @@ class ConnectJob:
         self.connect_ms = array("d")
         self.started = time.monotonic()
         self.finished = 0.0
+        if spec.get("resume"):
+            from bench.adapters import GusherResume
+
+            for conn in self.queue:
+                conn.resume = GusherResume(conn.channels)
+
+    # Hooks a StormJob overrides; a plain batch retries at once, ends when drained, ignores closes.
+
+    def retries(self, retry: bool) -> bool:
+        return retry
+
+    def requeue(self, conn: Conn, reason: str) -> None:
+        self.queue.append(conn)
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def complete(self) -> bool:
+        return True
+
+    def on_closed(self, conn: Conn, reason: str) -> None:
+        pass
+
+    def on_ready(self, conn: Conn) -> None:
+        pass
+
+    def report(self) -> dict:
+        return {
+            "ready": self.ready,
+            "failed": self.failed,
+            "errors": self.errors,
+            "elapsed": self.finished - self.started,
+            "connect_ms": self.connect_ms.tobytes(),
+        }
+
+
+def backoff(streak: int, base: float, cap: float, u: float) -> float:
+    """Seconds to wait before a reconnect — pure. `streak` 0 (right after the close): none;
+    then `base` doubling up to `cap`, times a jitter of 0.5 to 1.5 (`u` uniform in [0, 1))."""
+    if streak <= 0:
+        return 0.0
+    return min(cap, base * 2 ** (streak - 1)) * (0.5 + u)
+
+
+class StormJob(ConnectJob):
+    """Reconnect-on-close (bench.storm): every READY connection that the server closes
+    reconnects at once and subscribes again (with `since` when it tracks its history);
+    every failed attempt is retried after `backoff`, until the deadline. Ends when all
+    the armed connections are back (or the deadline passed); every failure is counted
+    by its reason in `refusals`, and each close and each return is timed."""
+
+    def __init__(self, spec: dict, conns: list[Conn]) -> None:
+        super().__init__({**spec, "items": []})
+        self.total = len(conns)
+        self.max_attempts = spec.get("attempts", 1_000_000)
+        self.base, self.cap = spec.get("backoff", (0.05, 0.5))
+        self.spread = spec.get("spread", 0.0)  # > 0: the first reconnect waits uniform [0, spread) s
+        self.rand = random.Random(spec.get("seed", os.getpid()))
+        self.streak: dict[int, int] = {}
+        self.delayed: list[tuple[float, int, Conn]] = []
+        self.lost: set[int] = set()
+        self.back: set[int] = set()
+        self.closed_at, self.back_at = array("d"), array("d")
+        self.refusals: dict[str, int] = {}
+
+    def retries(self, retry: bool) -> bool:
+        return True
+
+    def _later(self, conn: Conn, delay: float) -> None:
+        heapq.heappush(self.delayed, (time.monotonic() + delay, id(conn), conn))
+
+    def requeue(self, conn: Conn, reason: str) -> None:
+        self.refusals[reason[:80]] = self.refusals.get(reason[:80], 0) + 1
+        streak = self.streak[conn.index] = self.streak.get(conn.index, 0) + 1
+        self._later(conn, backoff(streak, self.base, self.cap, self.rand.random()))
+
+    def tick(self, now: float) -> None:
+        while self.delayed and self.delayed[0][0] <= now:
+            self.queue.append(heapq.heappop(self.delayed)[2])
+        if now > self.deadline and self.delayed:
+            self.failed += len(self.delayed)
+            self.delayed.clear()
+
+    def complete(self) -> bool:
+        if self.delayed:
+            return False
+        return (len(self.back) >= self.total and not self.lost) or time.monotonic() > self.deadline
+
+    def on_closed(self, conn: Conn, reason: str) -> None:
+        self.closed_at.append(time.monotonic())
+        self.lost.add(conn.index)
+        self.back.discard(conn.index)
+        self.streak[conn.index] = 0
+        if self.spread > 0:
+            self._later(conn, self.rand.uniform(0, self.spread))
+        else:
+            self.queue.append(conn)
+
+    def on_ready(self, conn: Conn) -> None:
+        if conn.index in self.lost:
+            self.lost.discard(conn.index)
+            self.back.add(conn.index)
+            self.back_at.append(time.monotonic())
+
+    def report(self) -> dict:
+        return {
+            **super().report(),
+            "armed": self.total,
+            "back": len(self.back),
+            "lost": len(self.lost),
+            "refusals": self.refusals,
+            "closed_at": self.closed_at.tobytes(),
+            "back_at": self.back_at.tobytes(),
+        }
 
 
 class LoadGen:
@@ -133,6 +251,34 @@ class LoadGen:
         self.adapter = self.job.adapter
         return None  # the reply is sent when the job ends
 
+    def cmd_storm(self, spec: dict) -> dict:
+        """Arm reconnect-on-close for every READY connection (see `StormJob`); its report
+        follows as a second message when the storm is over."""
+        conns = [c for c in self.conns.values() if c.state == READY]
+        self.job = StormJob(spec, conns)
+        self.adapter = self.job.adapter
+        return {"armed": len(conns)}
+
+    def cmd_resume(self, last: dict) -> dict:
+        """What the open connections missed or got twice, the channels' last offsets being `last`."""
+        out = dict.fromkeys(("clients", "whole", "missing", "duplicate", "clients_missing"), 0)
+        out.update(clients_duplicate=0, recovered=0, not_recovered=0, unplaced=0, untracked=0)
+        for conn in self.conns.values():
+            if conn.state != READY or conn.resume is None:
+                out["untracked"] += 1
+                continue
+            missing, duplicate = conn.resume.finish(last)
+            out["clients"] += 1
+            out["whole"] += not missing and not duplicate
+            out["missing"] += missing
+            out["duplicate"] += duplicate
+            out["clients_missing"] += bool(missing)
+            out["clients_duplicate"] += bool(duplicate)
+            out["recovered"] += conn.resume.recovered
+            out["not_recovered"] += conn.resume.not_recovered
+            out["unplaced"] += conn.resume.unplaced
+        return out
+
     def cmd_count(self, _: Any) -> dict:
         return {"messages": len(self.seqs), "open": self._open_count(), "closed": self.closed_by_server}
 
@@ -175,19 +321,12 @@ class LoadGen:
                 self._fail(conn, "timeout", retry=False)
             job.failed += len(job.queue)
             job.queue.clear()
+        job.tick(now)
         while job.queue and job.in_flight < job.concurrency:
             self._start(job.queue.popleft())
-        if not job.queue and job.in_flight == 0:
+        if not job.queue and job.in_flight == 0 and job.complete():
             job.finished = time.monotonic()
-            self.pipe.send(
-                {
-                    "ready": job.ready,
-                    "failed": job.failed,
-                    "errors": job.errors,
-                    "elapsed": job.finished - job.started,
-                    "connect_ms": job.connect_ms.tobytes(),
-                }
-            )
+            self.pipe.send(job.report())
             self.job = None
 
     def _start(self, conn: Conn) -> None:
@@ -226,8 +365,8 @@ class LoadGen:
             return
         if in_flight:
             job.in_flight -= 1
-        if retry and conn.attempts < job.max_attempts and time.monotonic() < job.deadline:
-            job.queue.append(conn)
+        if job.retries(retry) and conn.attempts < job.max_attempts and time.monotonic() < job.deadline:
+            job.requeue(conn, reason)
         else:
             job.failed += 1
             job.errors[reason[:80]] = job.errors.get(reason[:80], 0) + 1
@@ -252,6 +391,7 @@ class LoadGen:
             job.in_flight -= 1
             job.ready += 1
             job.connect_ms.append((time.monotonic() - conn.started) * 1000)
+            job.on_ready(conn)
 
     # -- events ----------------------------------------------------------------
 
@@ -338,7 +478,8 @@ class LoadGen:
             return
         rest, conn.buf = conn.buf[used:], b""
         conn.state = OPENING
-        for text in self.adapter.opening(conn.channels):
+        opening = self.adapter.opening if conn.resume is None else conn.resume.opening
+        for text in opening(conn.channels):
             self._send(conn, wsframes.encode_client_frame(text))
         if not needs_acks(self.adapter) or not conn.channels:
             self._became_ready(conn)
@@ -354,6 +495,8 @@ class LoadGen:
                     self.seqs.append(int(seq))
                     self.lats.append(stamp - int(sent))
                     self.recvs.append(stamp)
+                    if conn.resume is not None:
+                        conn.resume.on_message(payload)
                     continue
                 self._on_control_text(conn, payload)
                 if conn.state == CLOSED:
@@ -369,6 +512,8 @@ class LoadGen:
         for reply in replies:
             self._send(conn, wsframes.encode_client_frame(reply))
         if kind == ACK and conn.state == OPENING:
+            if conn.resume is not None:
+                conn.resume.on_subscribed(payload)
             conn.acks += 1
             if conn.acks >= len(conn.channels):
                 self._became_ready(conn)
@@ -381,6 +526,8 @@ class LoadGen:
         if conn.state == READY:
             self.closed_by_server += 1
             self._drop(conn)
+            if self.job is not None:
+                self.job.on_closed(conn, reason)
         elif self.job is not None and conn.state != CLOSED:
             self._fail(conn, reason, retry=True)
         else:
