@@ -64,17 +64,20 @@ class ClusterAddress:
         scheme, sep, rest = url.partition("://")
         if not sep or scheme != CLUSTER_SCHEME:
             raise ConfigError(f"a cluster REDIS_ADDR starts with {CLUSTER_SCHEME}://")
-        netloc = rest.split("/", 1)[0].split("?", 1)[0]
-        userinfo, at, hosts = netloc.rpartition("@")
-        username = password = None
-        if at:
-            user, colon, secret = userinfo.partition(":")
-            username = urllib.parse.unquote(user) or None
-            password = urllib.parse.unquote(secret) if colon else None
+        hosts, username, password = _credentials(rest.split("/", 1)[0].split("?", 1)[0])
         nodes = tuple(_host_port(part) for part in hosts.split(",") if part)
         if not nodes:
             raise ConfigError(f"{CLUSTER_SCHEME}:// names no node (host:port[,host:port…])")
         return cls(nodes, username, password)
+
+
+def _credentials(netloc: str) -> tuple[str, str | None, str | None]:
+    """`[user[:password]@]hosts` split: the hosts, and the user and password %-decoded (None if absent)."""
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        return hosts, None, None
+    user, colon, secret = userinfo.partition(":")
+    return hosts, urllib.parse.unquote(user) or None, urllib.parse.unquote(secret) if colon else None
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -111,12 +114,7 @@ class SentinelAddress:
         if not sep or scheme != SENTINEL_SCHEME:
             raise ConfigError(f"a Sentinel REDIS_ADDR starts with {SENTINEL_SCHEME}://")
         netloc, _, path = rest.split("?", 1)[0].partition("/")
-        userinfo, at, hosts = netloc.rpartition("@")
-        username = password = None
-        if at:
-            user, colon, secret = userinfo.partition(":")
-            username = urllib.parse.unquote(user) or None
-            password = urllib.parse.unquote(secret) if colon else None
+        hosts, username, password = _credentials(netloc)
         sentinels = tuple(_host_port(part) for part in hosts.split(",") if part)
         if not sentinels:
             raise ConfigError(f"{SENTINEL_SCHEME}:// names no Sentinel (host:port[,host:port…])")
