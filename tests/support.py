@@ -301,6 +301,28 @@ def push(
     )
 
 
+def push_until_heard(
+    master_url: str, app_key: str, channel: str, client: Client, timeout: float, since: float | None = None
+) -> float:
+    """Push `after` again and again until `client` hears a message, which must be it; the seconds
+    from `since` (default: now) until then. Fails once `timeout` seconds have passed since `since`.
+
+    After a failover, pushes in the moment before the roles move are lost (no history): the
+    first that goes through the new primary is the one heard.
+    """
+    started = time.monotonic() if since is None else since
+    while True:
+        assert time.monotonic() - started < timeout, f"no delivery within {timeout} s"
+        try:
+            url = f"{master_url}/api/push/{app_key}/{channel}/e"
+            requests.post(url, params={"data": "after"}, timeout=0.5)
+            heard = client.recv_json(timeout=0.1)["data"]
+        except (requests.RequestException, websocket.WebSocketTimeoutException):
+            continue
+        assert heard == "after"
+        return time.monotonic() - started
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout`."""
     deadline = time.monotonic() + timeout

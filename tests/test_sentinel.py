@@ -15,8 +15,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-import requests
-import websocket
 
 from gusher.broker.client import SentinelAddress
 from gusher.broker.factory import create_broker
@@ -33,6 +31,7 @@ from tests.support import (
     assert_every_acknowledged_push_once_in_order,
     new_app_key,
     push,
+    push_until_heard,
     wait_until,
 )
 
@@ -181,16 +180,7 @@ def test_delivery_resumes_within_seconds_of_a_failover(
     asked = time.monotonic()
     deployment.failover()
     agreed = time.monotonic()
-    data = ""
-    while not data:
-        assert time.monotonic() - asked < 5.0, "no delivery within 5 s of SENTINEL FAILOVER"
-        try:
-            url = f"{master.url}/api/push/{app_key}/news/e"
-            requests.post(url, params={"data": "after"}, timeout=0.5)
-            data = client.recv_json(timeout=0.1)["data"]
-        except (requests.RequestException, websocket.WebSocketTimeoutException):
-            continue
-    assert data == "after"
+    push_until_heard(master.url, app_key, "news", client, timeout=5.0, since=asked)
     since_command, since_agreement = time.monotonic() - asked, time.monotonic() - agreed
     print(
         f"delivery resumed {since_command:.2f} s after the command, {since_agreement:.2f} s after agreement"
@@ -306,14 +296,7 @@ def test_a_password_protected_deployment_delivers_and_a_wrong_password_is_refuse
             assert client.recv_json()["data"] == "before"
             deployment.failover(coordinated=True)
 
-            def heard_after() -> bool:  # pushes in the moment before the roles move are lost
-                push(master.url, app_key, "news", "e", "after")
-                try:
-                    return bool(client.recv_json(timeout=0.2)["data"] == "after")
-                except websocket.WebSocketTimeoutException:
-                    return False
-
-            wait_until(heard_after, timeout=20)
+            push_until_heard(master.url, app_key, "news", client, timeout=20)
             wrong.start(wait_ready=False)
             refused = push(wrong.url, app_key, "news", "e", "x")
             assert refused.status_code == 503 and "redis unavailable" in refused.json()["error"]
