@@ -5,7 +5,7 @@ Three kinds of test, each as real as it can be simply:
 
 - the pure parts in-process: the event shapes, the signed body (checked by
   Pusher's own PyPI SDK, `pusher.Pusher.validate_webhook`), and
-  `WebhookQueue`'s batching, backoff, expiry and bounds under a clock the test
+  `WebhookQueue`'s (gusher/core/webhook_queue.py) batching, backoff, expiry and bounds under a clock the test
   moves;
 - delivery in a subprocess: `PusherWebhooks` needs gevent's monkey-patching
   (as in a slave worker) to run its sender and pooled requests cooperatively,
@@ -36,6 +36,7 @@ import redis as redis_lib
 
 from gusher.broker.occupancy import RedisOccupancy
 from gusher.core import exactjson
+from gusher.core import webhook_queue as queues
 from gusher.core.apps import AppConfig
 from gusher.core.metrics import Metrics
 from gusher.edge import pusher_webhooks as hooks
@@ -119,19 +120,19 @@ def test_a_signed_body_is_accepted_by_pushers_sdk_and_only_under_the_apps_secret
 # -- pure: what goes out when ---------------------------------------------------------
 
 
-def _queue(metrics: Metrics, **bounds: Any) -> hooks.WebhookQueue:
+def _queue(metrics: Metrics, **bounds: Any) -> queues.WebhookQueue:
     settings = {"per_app": 1000, "max_bytes": 1 << 20, "batch": 20, "retry_for": 300.0} | bounds
-    return hooks.WebhookQueue(metrics, **settings)
+    return queues.WebhookQueue(metrics, **settings)
 
 
 def test_an_apps_events_share_one_body_after_the_window_and_a_full_body_goes_at_once() -> None:
     """Events wait `WINDOW` for company; `batch` of them go without waiting, in order."""
     queue = _queue(Metrics(), batch=3)
     app = _app()
-    assert queue.put(app, b"1", 0.0) == hooks.DUE
-    assert queue.put(app, b"2", 0.01) == hooks.QUEUED
-    assert queue.take(0.02) is None and queue.next_due() == hooks.WINDOW
-    batch = queue.take(hooks.WINDOW)
+    assert queue.put(app, b"1", 0.0) == queues.DUE
+    assert queue.put(app, b"2", 0.01) == queues.QUEUED
+    assert queue.take(0.02) is None and queue.next_due() == queues.WINDOW
+    batch = queue.take(queues.WINDOW)
     assert batch is not None and batch.events == [b"1", b"2"]
     for n in range(3, 8):
         queue.put(app, str(n).encode(), 0.1)  # while the first body is in flight: they wait
@@ -162,7 +163,7 @@ def test_a_failing_endpoint_is_retried_with_doubling_delays_until_its_time_is_up
     queue = _queue(metrics, retry_for=300.0)
     app = _app()
     queue.put(app, b"e", 0.0)
-    now, delays = hooks.WINDOW, []
+    now, delays = queues.WINDOW, []
     while True:
         batch = queue.take(now)
         assert batch is not None
@@ -186,8 +187,8 @@ def test_after_a_failure_the_same_events_are_sent_and_later_ones_follow_in_order
     queue.put(app, b"a", 0.0)
     batch = queue.take(1.0)
     assert batch is not None
-    assert queue.settle(batch, False, 1.0).retry_in == hooks.FIRST_RETRY
-    assert queue.put(app, b"b", 1.1) == hooks.QUEUED  # it waits behind the retry
+    assert queue.settle(batch, False, 1.0).retry_in == queues.FIRST_RETRY
+    assert queue.put(app, b"b", 1.1) == queues.QUEUED  # it waits behind the retry
     assert queue.take(1.5) is None
     retry = queue.take(2.0)
     assert retry is not None and retry.events == [b"a"] and retry.attempts == 2
@@ -207,10 +208,10 @@ def test_full_queues_drop_the_newest_and_unconfigured_apps_get_nothing() -> None
         queue.put(_app("a"), b"%09d" % n, 0.0)  # 10 bytes each
     assert queue.held == 3 and metrics.pusher_webhook_events_dropped == 2
     results = [queue.put(_app("b"), b"%09d" % n, 0.0) for n in range(3)]
-    assert results == [hooks.DUE, hooks.QUEUED, hooks.DROPPED]  # 50 bytes held in all
+    assert results == [queues.DUE, queues.QUEUED, queues.DROPPED]  # 50 bytes held in all
     assert metrics.pusher_webhook_events_dropped == 3
-    assert queue.put(_app("c", url=""), b"x", 0.0) == hooks.SKIPPED
-    assert queue.put(_app("d", secret=""), b"x", 0.0) == hooks.SKIPPED
+    assert queue.put(_app("c", url=""), b"x", 0.0) == queues.SKIPPED
+    assert queue.put(_app("d", secret=""), b"x", 0.0) == queues.SKIPPED
     assert metrics.pusher_webhook_events_skipped == 2
     batch = queue.take(1.0)
     assert batch is not None and batch.events == [b"000000000", b"000000001", b"000000002"]
