@@ -177,20 +177,8 @@ class _CountingProtocol(asyncio.Protocol):
         self.buf += data
         loop = asyncio.get_running_loop()
         state = self.state
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end]
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            body = self.buf[end + 4 : end + 4 + length]
-            self.buf = self.buf[end + 4 + length :]
+        while (request := fast_webhook.next_request(self.buf)) is not None:
+            head, body, self.buf = request
             if head.startswith(b"GET /stats"):
                 self._write(json.dumps(state).encode())
                 continue

@@ -29,6 +29,22 @@ def answer(body: bytes) -> bytes:
     ).encode() + payload
 
 
+def next_request(buf: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """The first whole request in `buf` (a head and its Content-Length body): (head, body, rest),
+    or None while it is not all there — pure."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head, length = buf[:end], 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if len(buf) < end + 4 + length:
+        return None
+    return head, buf[end + 4 : end + 4 + length], buf[end + 4 + length :]
+
+
 class _Protocol(asyncio.Protocol):
     """Parses pipelined requests with a Content-Length body; nothing more."""
 
@@ -38,19 +54,8 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            length = 0
-            for line in self.buf[:end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            body = self.buf[end + 4 : end + 4 + length]
-            self.buf = self.buf[end + 4 + length :]
+        while (request := next_request(self.buf)) is not None:
+            _, body, self.buf = request
             self.transport.write(answer(body))  # type: ignore[attr-defined]
 
 

@@ -262,3 +262,15 @@ def test_batch_body_and_its_table() -> None:
     ]
     table = "\n".join(report._api(api))
     assert "| gusher | 120,000 (0.04×) | 90.0 | 0 |" in table
+
+
+def test_next_request_takes_one_whole_request_at_a_time() -> None:
+    """The fast webhooks' framing: a head and its Content-Length body, pipelined requests one by
+    one, nothing while a request is still arriving."""
+    one = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+    two = b"GET /stats HTTP/1.1\r\n\r\n"
+    assert webhook.next_request(one[:-1]) is None
+    assert webhook.next_request(b"POST / HTTP/1.1\r\n") is None
+    head, body, rest = webhook.next_request(one + two)  # type: ignore[misc]
+    assert (head, body, rest) == (b"POST / HTTP/1.1\r\nContent-Length: 3", b"abc", two)
+    assert webhook.next_request(rest) == (b"GET /stats HTTP/1.1", b"", b"")
