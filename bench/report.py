@@ -72,6 +72,8 @@ SECTIONS: list[tuple[str, str, list[tuple[str, str, bool]]]] = [
         [
             ("own_deliveries_per_s", "own channels: deliveries/s", False),
             ("own_p99_ms", "own channels: latency p99, ms", True),
+            ("own_publisher_alone_per_s", "own channels: publisher alone (nobody subscribed), msg/s", False),
+            ("own_cpu_us_per_delivery", "own channels: server CPU per delivery, µs (all processes)", True),
             ("shared4_deliveries_per_s", "4 shared channels: deliveries/s", False),
             ("shared4_p99_ms", "4 shared channels: latency p99, ms", True),
         ],

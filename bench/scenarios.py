@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.clients import ClientPool, ConnectResult, Samples
-from bench.procs import cpu_percent, rss_bytes
+from bench.procs import cpu_percent, cpu_seconds, rss_bytes
 
 SHARED = "bench"
 
@@ -117,7 +117,12 @@ def one_push(system: Any, pool: ClientPool, n: int, seq: int, plan: Plan) -> tup
 
 
 def fanout_latency(
-    system: Any, pool: ClientPool, n: int, plan: Plan, seq0: int = 1_000_000, reference: Reference | None = None
+    system: Any,
+    pool: ClientPool,
+    n: int,
+    plan: Plan,
+    seq0: int = 1_000_000,
+    reference: Reference | None = None,
 ) -> dict[str, float]:
     """One push at a time through the system's API to N subscribers of one channel.
 
@@ -247,22 +252,42 @@ def many_channels(
     system: Any, pool: ClientPool, n: int, plan: Plan, seq0: int = 4_000_000
 ) -> dict[str, float]:
     """Each connection in its own channel plus one of 4 shared ones: one message per channel."""
-    figures: dict[str, float] = {}
+    figures: dict[str, float] = {"own_publisher_alone_per_s": publisher_alone(system, n, plan, seq0 + 5)}
     for label, channels, count in (
         ("own", [f"u{i}" for i in range(n)], n),
         ("shared4", [f"s{k}" for k in range(4)], n),
     ):
         pool.reset()
+        cpu0 = cpu_seconds(system.worker_pids())
         sent_ns = time.time_ns()
         system.publish(channels, seq0, 1, plan.size, sent_ns)
         pool.wait_for(count, timeout=10.0 + count / 10_000, quiet=2.0)
         samples = pool.collect()
         figures[f"{label}_deliveries_per_s"] = _deliveries_per_s(samples, sent_ns)
+        # The server's CPU per delivery (all its processes, the quiet wait included):
+        # with the box's two cores shared by all, this is what bounds the rate.
+        cpu = cpu_seconds(system.worker_pids()) - cpu0
+        figures[f"{label}_cpu_us_per_delivery"] = 1e6 * cpu / max(1, len(samples.lats))
         figures[f"{label}_delivery_pct"] = 100.0 * len(samples.lats) / max(1, count)
         figures.update(latency_figures(samples.lats, label))
         seq0 += 10
         time.sleep(0.1)
     return figures
+
+
+def publisher_alone(system: Any, n: int, plan: Plan, seq: int) -> float:
+    """Messages/s of the scenario's own publisher with nobody subscribed: its ceiling.
+
+    The own-channels figure is N messages from one publisher; a delivery rate
+    near this one is the publisher's, not the server's. 0 for a system with no
+    publisher of its own (the limit).
+    """
+    if not getattr(system, "has_publisher", True):
+        return 0.0
+    channels = [f"nobody{i}" for i in range(n)]
+    started = time.perf_counter()
+    system.publish(channels, seq, 1, plan.size, time.time_ns())
+    return n / (time.perf_counter() - started)
 
 
 def many_channels_of(i: int) -> list[str]:
