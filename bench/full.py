@@ -10,9 +10,9 @@ import json
 import time
 from typing import Any
 
-from bench import history, meta, pushapi, pusher, report, scenarios, shards
+from bench import history, meta, pushapi, pusher, report, scenarios, shards, storm
 from bench.clients import ClientPool
-from bench.measure import RESULTS, log, run_system
+from bench.measure import RESULTS, connect_only, log, run_system
 from bench.procs import Reaper
 from bench.scenarios import Plan
 from bench.systems import GusherSystem, Infra, LimitSystem, workers_for
@@ -51,7 +51,13 @@ def run(sizes: list[int], systems: list[str]) -> int:
         log(f"skipping {name}: not installed (run bench/setup.sh)")
     infra = Infra()
     Reaper.add(infra.stop)
-    results: dict[str, Any] = {"meta": meta.collect(), "runs": [], "api": [], "skipped": skipped}
+    results: dict[str, Any] = {
+        "meta": meta.collect(),
+        "runs": [],
+        "api": [],
+        "connect_jwt": [],
+        "skipped": skipped,
+    }
     for n in sizes:
         plan = plan_for(n)
         with (
@@ -65,6 +71,10 @@ def run(sizes: list[int], systems: list[str]) -> int:
                     if name in available:
                         results["runs"].append(run_system(available[name], infra, pool, n, plan, reference))
                         _save(results)
+                if "gusher" in systems:
+                    # The same connect with JWT clients: no webhook call (issue 16's second connect figure).
+                    jwt = GusherSystem(infra, workers_for(n), protocol="jwt")
+                    results["connect_jwt"].append({"n": n, **connect_only(jwt, pool, n, plan)})
             finally:
                 reference.system.stop()
     if pushapi.available():
@@ -97,6 +107,10 @@ def run(sizes: list[int], systems: list[str]) -> int:
         results["shards"] = shards.measure(shards.parse_args([]))
         Reaper.run()
         log(f"shards: delivered/s {results['shards']['redis_layer']['summary']['delivered_per_s']}")
+        # A slave restarted under 20,000 clients, with and without history, beside the limit.
+        results["storm"] = storm.run(storm.parse_args([]))
+        Reaper.run()
+        log(f"storm: gusher all back in {results['storm'].get('gusher', {}).get('all_back_s')} s")
     results["meta"]["duration_s"] = round(time.time() - started)
     path = _save(results)
     report.write(results)

@@ -97,3 +97,18 @@ def run_system(
         except Exception:
             pass
         system.stop()
+
+
+def connect_only(system: Any, pool: ClientPool, n: int, plan: Plan) -> dict[str, Any]:
+    """Start `system`, connect N clients, stop it: the connect figures alone."""
+    try:
+        system.start()
+        result = scenarios.connect(system, pool, n, scenarios.shared_channel_of, plan)
+        log(f"{system.name} N={n}: {result.ready} connected ({result.rate:.0f}/s), {result.failed} failed")
+        return {"connect_per_s": result.rate, "connected": result.ready}
+    except Exception as exc:
+        log(f"{system.name} N={n} failed: {exc!r}")
+        return {"error": repr(exc)}
+    finally:
+        pool.close_all()
+        system.stop()

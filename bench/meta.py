@@ -51,6 +51,7 @@ def collect() -> dict[str, Any]:
             "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "kernel": platform.release(),
             "fd_limit": _fd_limit(),
+            "somaxconn": _sysctl("net/core/somaxconn"),
             "load_avg_at_start": round(os.getloadavg()[0], 2),
         },
         "versions": {
@@ -77,6 +78,15 @@ def collect() -> dict[str, Any]:
             **nchan.versions(),
         },
     }
+
+
+def _sysctl(name: str) -> int | None:
+    """A kernel setting under /proc/sys (the storm's accept queues are capped by somaxconn)."""
+    try:
+        with open(f"/proc/sys/{name}") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _fd_limit() -> int:

@@ -223,6 +223,74 @@ def _sustained(sizes: list[int], systems: list[str], by: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _connect_jwt(jwt: list[dict[str, Any]] | None, runs: list[dict[str, Any]]) -> list[str]:
+    """gusher's connect rate through the webhook beside the same connect with JWT clients."""
+    if not jwt:
+        return []
+    rate = {(r["system"], r["n"]): r.get("connect_per_s") for r in runs}
+    lines = [
+        "## Connect rate: webhook and JWT (issue 16)",
+        "",
+        "The connect scenario again on a fresh gusher whose app has a `jwt_key`: each client brings its "
+        "own HS256 token, so no webhook is called. Same N, same 400 in flight, same 2 or more workers.",
+        "",
+        "| N | limit | gusher, webhook | gusher, JWT | JWT ÷ webhook |",
+        "|---|---|---|---|---|",
+    ]
+    for row in jwt:
+        n, webhook = row["n"], rate.get(("gusher", row["n"]))
+        lines.append(
+            f"| {n:,} | {_fmt(rate.get(('limit', n)))} | {_fmt(webhook)} | {_fmt(row.get('connect_per_s'))} "
+            f"| {_ratio(row.get('connect_per_s'), webhook)} |"
+        )
+    return [*lines, ""]
+
+
+def _storm(storm: dict[str, Any] | None) -> list[str]:
+    """The reconnect storm (bench/storm.py): a slave restarted under N clients."""
+    if not storm:
+        return []
+    lines = [
+        "## Reconnect storm (issue 16)",
+        "",
+        f"`python -m bench.storm`: {storm.get('n', 0):,} clients on a slave of {storm.get('workers')} "
+        "workers, webhook auth through the bench's fast webhook; the slave is stopped (SIGTERM, every "
+        "client closed with 1001) and started again on its port; every client reconnects at once, "
+        "retrying with a jittered 50 ms → 0.5 s backoff. With history, pushes go on through the master "
+        "during the storm and clients resubscribe with `since`; each client's offsets are then checked. "
+        "The limit is restarted the same way: the generators' own ceiling for this storm.",
+        "",
+        "| system | all back after the port accepted, s | 50 % / 90 % / 99 % back, s | attempts per client "
+        "| server CPU, s | webhook peak in flight (bound) | nothing lost |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("gusher", "gusher+history", "limit"):
+        figures = storm.get(name)
+        if not figures:
+            continue
+        back_by = figures.get("back_by") or {}
+        shares = " / ".join(str(back_by.get(k, "–")) for k in ("50%", "90%", "99%"))
+        peak = (
+            f"{figures['webhook_peak_in_flight']} ({figures['webhook_bound']})"
+            if "webhook_peak_in_flight" in figures
+            else "–"
+        )
+        history = figures.get("history")
+        lost = (
+            f"{history['nothing_lost']} ({history['pushed']} pushed, {history['missing']} missing, "
+            f"{history['duplicate']} duplicates)"
+            if history
+            else "–"
+        )
+        lines.append(
+            f"| {name} | {figures.get('all_back_s')} of {figures.get('back', 0):,} | {shares} "
+            f"| {figures.get('attempts_per_client')} | {figures.get('server_cpu_s')} | {peak} | {lost} |"
+        )
+    if storm.get("gusher_vs_limit"):
+        lines += ["", f"gusher ÷ limit (time to all back): {storm['gusher_vs_limit']}×."]
+    return [*lines, ""]
+
+
 def _api(api: list[dict[str, Any]]) -> list[str]:
     if not api:
         return ["Not measured (wrk missing: run bench/setup.sh).", ""]
@@ -315,6 +383,7 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
         f"Linux {machine['kernel']}, "
         f"{machine['fd_limit']} descriptors per process"
+        + (f", net.core.somaxconn {machine['somaxconn']:,}" if machine.get("somaxconn") else "")
         + (
             f"; load average {machine['load_avg_at_start']} when the run started (other work on the box "
             "adds noise)"
@@ -368,6 +437,8 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
             out += _paired(sizes, systems, by)
         if title == "Fan-out throughput":
             out += _sustained(sizes, systems, by)
+    out += _connect_jwt(results.get("connect_jwt"), runs)
+    out += _storm(results.get("storm"))
     out += [
         "## Push API",
         "",

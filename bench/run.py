@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import scenarios
 from bench.clients import ClientPool
-from bench.measure import log, run_system
+from bench.measure import connect_only, log, run_system
 from bench.procs import Reaper
 from bench.scenarios import Plan
 from bench.systems import GusherSystem, Infra, LimitSystem, workers_for
@@ -38,21 +38,6 @@ def quick(n: int) -> dict[str, Any]:
         finally:
             reference.system.stop()
     return headline(gusher, limit, jwt)
-
-
-def connect_only(system: GusherSystem, pool: ClientPool, n: int, plan: Plan) -> dict[str, Any]:
-    """Start `system`, connect N clients, stop it: the connect figures alone."""
-    try:
-        system.start()
-        result = scenarios.connect(system, pool, n, scenarios.shared_channel_of, plan)
-        log(f"{system.name} N={n}: {result.ready} connected ({result.rate:.0f}/s), {result.failed} failed")
-        return {"connect_per_s": result.rate, "connected": result.ready}
-    except Exception as exc:
-        log(f"{system.name} N={n} failed: {exc!r}")
-        return {"error": repr(exc)}
-    finally:
-        pool.close_all()
-        system.stop()
 
 
 def headline(

@@ -637,7 +637,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The storm's options; `parse_args([])` is the full run's storm (bench.full)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -657,7 +658,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--webhook-ms", type=float, default=0.0, help="delay of each webhook answer")
     parser.add_argument("--serve-webhook", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.serve_webhook:
         asyncio.run(_serve_webhook(args.serve_webhook, args.webhook_ms / 1000))
         return 0

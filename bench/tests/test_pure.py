@@ -274,3 +274,33 @@ def test_next_request_takes_one_whole_request_at_a_time() -> None:
     head, body, rest = webhook.next_request(one + two)  # type: ignore[misc]
     assert (head, body, rest) == (b"POST / HTTP/1.1\r\nContent-Length: 3", b"abc", two)
     assert webhook.next_request(rest) == (b"GET /stats HTTP/1.1", b"", b"")
+
+
+def test_the_report_shows_jwt_connects_and_the_storm_from_their_figures() -> None:
+    """JWT connects sit beside webhook ones; the storm row says what came back and what was lost."""
+    runs = [
+        {"system": "limit", "n": 1000, "connect_per_s": 9000.0},
+        {"system": "gusher", "n": 1000, "connect_per_s": 1500.0},
+    ]
+    jwt = "\n".join(report._connect_jwt([{"n": 1000, "connect_per_s": 3000.0, "connected": 1000}], runs))
+    assert "| 1,000 | 9000 | 1500 | 3000 | 2.00× |" in jwt
+    storm = {
+        "n": 20000,
+        "workers": 2,
+        "gusher+history": {
+            "all_back_s": 12.5,
+            "back": 20000,
+            "back_by": {"50%": 3.0, "90%": 8.0, "99%": 11.0, "100%": 12.5},
+            "attempts_per_client": 1.4,
+            "server_cpu_s": 30.1,
+            "webhook_peak_in_flight": 90,
+            "webhook_bound": 128,
+            "history": {"nothing_lost": True, "pushed": 300, "missing": 0, "duplicate": 0},
+        },
+    }
+    row = "\n".join(report._storm(storm))
+    assert (
+        "| gusher+history | 12.5 of 20,000 | 3.0 / 8.0 / 11.0 | 1.4 | 30.1 | 90 (128) | True (300 pushed"
+        in row
+    )
+    assert report._storm(None) == [] and report._connect_jwt([], runs) == []
