@@ -103,7 +103,10 @@ CAVEATS = [
     'a socket into one write, so its burst figures exceed the limit. A ratio near 1× means "as fast as '
     'the kernel lets a process write".',
     "- gusher's fan-out latency includes the HTTP push to the master; the peers' includes their Redis "
-    "emitter. Throughput and many-channel figures publish straight into Redis for every system.",
+    "emitter. Throughput and many-channel figures use each system's fastest publisher: gusher "
+    "PUBLISHes straight into Redis (Lua scripts of 500 `PUBLISH` each), the Socket.IO peers send their "
+    "Redis emitters' messages pipelined, nchan takes pipelined HTTP POSTs at its publisher location; "
+    "each publisher alone (nobody subscribed) is measured in the many-channels scenario.",
     "- Memory is the RSS of the server processes only (not the kernel's ~4 KB socket buffers per "
     "connection). Per-connection = (RSS with N − RSS before connecting) / N.",
     "- Single runs on a shared machine: treat differences under ~20 % as noise; rerun `make bench` "

@@ -267,7 +267,8 @@ def many_channels(
         # The server's CPU per delivery (all its processes, the quiet wait included):
         # with the box's two cores shared by all, this is what bounds the rate.
         cpu = cpu_seconds(system.worker_pids()) - cpu0
-        figures[f"{label}_cpu_us_per_delivery"] = 1e6 * cpu / max(1, len(samples.lats))
+        delivered = len(samples.lats)
+        figures[f"{label}_cpu_us_per_delivery"] = 1e6 * cpu / delivered if delivered else 0.0
         figures[f"{label}_delivery_pct"] = 100.0 * len(samples.lats) / max(1, count)
         figures.update(latency_figures(samples.lats, label))
         seq0 += 10
