@@ -269,7 +269,7 @@ def many_channels(
         cpu = cpu_seconds(system.worker_pids()) - cpu0
         delivered = len(samples.lats)
         figures[f"{label}_cpu_us_per_delivery"] = 1e6 * cpu / delivered if delivered else 0.0
-        figures[f"{label}_delivery_pct"] = 100.0 * len(samples.lats) / max(1, count)
+        figures[f"{label}_delivery_pct"] = 100.0 * delivered / max(1, count)
         figures.update(latency_figures(samples.lats, label))
         seq0 += 10
         time.sleep(0.1)

@@ -156,15 +156,13 @@ class GusherSystem:
         publisher's CPU, so the figures are the slave's (`publisher_alone`).
         """
         prefix = app_key or self.app_key
-        pairs = [
-            (f"{prefix}@{channel}", message(seq + i, sent_ns, size, channel))
-            for channel in channels
-            for i in range(count)
-        ]
+        targets = [channel for channel in channels for _ in range(count)]
+        names = [f"{prefix}@{channel}" for channel in targets]
+        bodies = [message(seq + i % count, sent_ns, size, channel) for i, channel in enumerate(targets)]
         pipe = self.infra.redis.pipeline(transaction=False)
-        for start in range(0, len(pairs), PUBLISH_CHUNK):
-            chunk = pairs[start : start + PUBLISH_CHUNK]
-            pipe.eval(PUBLISH_SCRIPT, 0, *[name for name, _ in chunk], *[body for _, body in chunk])
+        for start in range(0, len(names), PUBLISH_CHUNK):
+            end = start + PUBLISH_CHUNK
+            pipe.eval(PUBLISH_SCRIPT, 0, *names[start:end], *bodies[start:end])
         pipe.execute()
 
     def add_app(self, protocol: str, suffix: str) -> GusherApp:
