@@ -484,12 +484,19 @@ def test_a_slow_pusher_client_is_told_to_back_off(bounded_slave: GunicornProcess
     import socket
 
     key = pusher_app(redis_client)
+    cut_before = bounded_slave.log().count("of output pending")
     stuck = PusherSocket(bounded_slave, key, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
     try:
         stuck.subscribe("flood")
         payload = json.dumps({"channel": "flood", "event": "big", "data": "x" * 65000})
-        for _ in range(100):  # 6.5 MB: more than any kernel buffer holds
-            redis_client.publish(pubsub_channel(key, "flood"), payload)
+        # How much the kernel takes before output is left pending varies from run to run (4 to
+        # 20 MB on loopback here; a fixed 6.5 MB was not always enough): push until the slave
+        # says it cut the client off, at most 3,000 pushes (195 MB).
+        for _ in range(60):
+            for _ in range(50):
+                redis_client.publish(pubsub_channel(key, "flood"), payload)
+            if bounded_slave.log().count("of output pending") > cut_before:
+                break
         assert stuck.expect_close(timeout=20)[0] == 4100
     finally:
         stuck.close()
