@@ -1,11 +1,11 @@
-"""The webhook answer's validation (pure)."""
+"""The webhook answer's validation (pure), and how the webhook is reached."""
 
 from __future__ import annotations
 
 import pytest
 
 from gusher.core.identity import Identity
-from gusher.edge.webhook import parse_webhook_answer
+from gusher.edge.webhook import Authenticator, parse_webhook_answer
 from gusher.errors import WebhookError
 
 
@@ -62,3 +62,20 @@ def test_the_shared_lists_are_bounded() -> None:
     long_list = tuple(f"long{i}" for i in range(identity._SHARED_LIST_MAX + 1))
     assert Identity("u", long_list).rules.allows("long0")
     assert not any(key[0] == long_list for key in identity._allowances)  # never kept
+
+
+def test_webhook_urls_of_one_origin_share_its_kept_connections(webhook) -> None:
+    """Each URL is asked at its own path and query, through one pool per origin; a URL that is
+    not http(s) or has no host is a WebhookError, never a call."""
+    from tests.support import allow
+
+    authenticator = Authenticator(timeout=5, max_body=4096, concurrency=4)
+    first, second = webhook.url + "?app=1", webhook.url.replace("/auth", "/other")
+    before = len(webhook.requests)
+    assert authenticator.authenticate(first, allow("u", "a")).user_id == "u"
+    assert authenticator.authenticate(second, allow("v", "b")).user_id == "v"
+    assert [request["path"] for request in webhook.requests[before:]] == ["/auth?app=1", "/other"]
+    assert len(authenticator._pools) == 1
+    for bad in ("ftp://example.com/auth", "http://", "http://[::1/auth"):
+        with pytest.raises(WebhookError):
+            authenticator.authenticate(bad, allow("u", "a"))
