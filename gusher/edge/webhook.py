@@ -119,7 +119,7 @@ class Authenticator:
             "timeout": urllib3.Timeout(total=timeout),
         }
         self._targets: dict[str, tuple[HTTPConnectionPool, str]] = {}  # url → its pool, its path
-        self._pools: dict[tuple[str, str, int | None], HTTPConnectionPool] = {}  # by origin
+        self._pools: dict[tuple[str | None, str, int | None], HTTPConnectionPool] = {}  # by origin
 
     def authenticate(
         self, url: str, auth: str, app_key: str = "", remote: str = "", secret: str = ""
@@ -171,7 +171,7 @@ class Authenticator:
             raise WebhookError("webhook url cannot be parsed") from None
         if not parsed.host:
             raise WebhookError("webhook url has no host")
-        origin = (parsed.scheme or "http", parsed.host, parsed.port)
+        origin = (parsed.scheme, parsed.host, parsed.port)  # the scheme is http(s), checked above
         pool = self._pools.get(origin)
         if pool is None:
             if len(self._pools) >= _MAX_ORIGINS:  # the oldest goes, as PoolManager's 16 did
