@@ -31,7 +31,7 @@ import psutil
 from bench import sampler, scenarios
 from bench.clients import ClientPool
 from bench.measure import log
-from bench.procs import Reaper, ServerProcess, cpu_seconds
+from bench.procs import Reaper, ServerProcess, compile_tree, cpu_seconds
 from bench.scenarios import Plan
 from bench.systems import GusherSystem, Infra, LimitSystem, _wait_healthy, app_fields
 
@@ -82,6 +82,7 @@ class TreeSlave(GusherSystem):
             "API_LISTEN": f"127.0.0.1:{self.port}",
             "GUSHER_SLAVE_WORKERS": str(self.workers),
         }
+        compile_tree(self.root)
         args = [sys.executable, "-m", "gunicorn", "-c", str(self.root / "gunicorn.conf.py"), "wsgi_slave:app"]
         self.slave = ServerProcess("gusher-slave", args, env, cwd=self.root)
         _wait_healthy(self.slave, self.port, self.workers)

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from bench.baseline import LimitServer, data_string, message
-from bench.procs import ROOT, Reaper, ServerProcess
+from bench.procs import ROOT, Reaper, ServerProcess, compile_tree
 from gusher.embedded import EmbeddedRedis, free_port, wait_for_port
 
 MAX_CONN_PER_WORKER = 12_500  # leaves slack under gusher's default cap of 15,000
@@ -107,6 +107,7 @@ class GusherSystem:
             "GUSHER_LOG_LEVEL": "warning",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
+        compile_tree(ROOT)
         args = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), f"wsgi_{role}:app"]
         return ServerProcess(f"gusher-{role}", args, {**base, **env})
 

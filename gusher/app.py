@@ -10,7 +10,6 @@ from flask import Flask, jsonify, request
 from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 
-from gusher.api import console, ext, pusher, seed
 from gusher.config import Settings, load_settings
 from gusher.core.metrics import Metrics
 from gusher.edge import routes
@@ -115,6 +114,9 @@ def _new_app(name: str, settings: Settings, metrics: Metrics) -> Flask:
 
 def create_master_app(settings: Settings | None = None) -> Flask:
     """The master: the stateless HTTP API."""
+    # Imported here: a slave worker never loads the master's routes (fewer modules to boot, less RSS).
+    from gusher.api import console, ext, pusher, seed
+
     settings = settings or load_settings()
     app = _new_app("gusher.master", settings, Metrics())
     app.session_interface = _NoSessions()

@@ -37,6 +37,14 @@ def test_the_image_is_slim_unprivileged_and_runs_gusher() -> None:
             assert (ROOT / name).exists(), name
 
 
+def test_the_image_holds_gusher_compiled() -> None:
+    """gunicorn imports gusher from the image's working directory, where no worker may write a .pyc."""
+    assert any(
+        "compileall" in run and " gusher " in f" {run} " and "wsgi_slave.py" in run
+        for run in _instruction("RUN")
+    )
+
+
 def _healthcheck_code() -> str:
     command = json.loads(_instruction("HEALTHCHECK")[0].split("CMD", 1)[1])
     assert command[:2] == ["python", "-c"]
