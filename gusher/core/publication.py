@@ -18,8 +18,9 @@ once a worker has read it, ready for every client protocol to encode.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from gusher.core import exactjson
 
@@ -43,9 +44,18 @@ COUNT_CONTROL = "count"
 TERMINATE_CONTROL = "terminate"
 
 
-@dataclass(frozen=True, slots=True)
-class Publication:
+# A `data` of these types came out of orjson exactly (it rounds only integers beyond 64 bits,
+# into floats), so the payload needs no scan for long integers (`exactjson`).
+_EXACT_DATA_TYPES = (str, int, bool, type(None))
+
+
+class Publication(NamedTuple):
     """One message of a channel.
+
+    A named tuple: immutable, and built in ~0.25 µs where a frozen dataclass
+    took ~1.1 µs (its `__init__` sets each field through
+    `object.__setattr__`). A slave worker builds one per message it receives,
+    which with one subscriber per channel is one per delivery (issue 16).
 
     Attributes:
         channel: the `channel` field of the message (for a user push, the name
@@ -134,8 +144,8 @@ class Publication:
         clients that receive payloads as they are.
         """
         try:
-            message = exactjson.loads(payload)
-        except exactjson.JSONDecodeError:
+            message = orjson.loads(payload)
+        except orjson.JSONDecodeError:
             if not payload.isascii():
                 try:
                     payload.decode("utf-8")
@@ -145,8 +155,12 @@ class Publication:
         if isinstance(message, dict):
             channel, event = message.get("channel"), message.get("event")
             if isinstance(channel, str) and isinstance(event, str) and event and "data" in message:
+                offset = message.get(OFFSET_FIELD)
+                if type(message["data"]) not in _EXACT_DATA_TYPES or type(offset) is float:
+                    message = exactjson.loads(payload)  # a float may be an integer orjson rounded
+                    offset = message.get(OFFSET_FIELD)
                 socket, control = message.get(SOCKET_FIELD), message.get(CONTROL_FIELD)
-                offset, exclude = message.get(OFFSET_FIELD), message.get(EXCEPT_FIELD)
+                exclude = message.get(EXCEPT_FIELD)
                 user_id = message.get(USER_ID_FIELD)
                 return cls(
                     channel,

@@ -482,16 +482,29 @@ class Hub:
         """Deliver a batch from the broker, in order, each publication encoded once per protocol."""
         by_key: dict[str, list[Publication]] = {}
         for key, publication in batch:
-            by_key.setdefault(key, []).append(publication)
+            group = by_key.get(key)
+            if group is None:
+                by_key[key] = [publication]
+            else:
+                group.append(publication)
         sends = 0
         for key, publications in by_key.items():
             if key == self.worker_key:
                 controls.to_sockets(self, publications)
                 continue
-            if any(publication.control for publication in publications):
-                self._with_controls(key, publications)
-                continue
-            if publications[-1].offset or publications[0].offset:
+            # One message on its key is the common case of per-user channels, one per delivery:
+            # its fields are read directly, no generator per check (issue 16).
+            if len(publications) == 1:
+                if publications[0].control:
+                    self._with_controls(key, publications)
+                    continue
+                numbered = publications[0].offset
+            else:
+                if any(publication.control for publication in publications):
+                    self._with_controls(key, publications)
+                    continue
+                numbered = publications[-1].offset or publications[0].offset
+            if numbered:
                 ready = self.continuity.on_live(key, publications)
                 if ready is None:
                     continue  # held until the key is caught up from history
@@ -513,7 +526,10 @@ class Hub:
         past that socket if it is one of this worker's (`skip`). Returns the
         sends so far (the caller yields to the loop every `_SENDS_PER_YIELD`).
         """
-        if skip is None and any(publication.exclude for publication in publications):
+        single = len(publications) == 1
+        if skip is None and (
+            publications[0].exclude if single else any(publication.exclude for publication in publications)
+        ):
             for publication in publications:
                 excluded = self._local_socket(publication.exclude) if publication.exclude else None
                 sends = self._fan_out(key, [publication], sends, excluded or _NOBODY)
@@ -532,8 +548,10 @@ class Hub:
                 subscribers = tuple(conn for conn in subscribers if conn is not skip)
             if not subscribers:
                 continue
-            encoded = [protocol.publication(publication) for publication in publications]
-            data = encoded[0] if len(encoded) == 1 else b"".join(encoded)
+            if single:
+                data = protocol.publication(publications[0])
+            else:
+                data = b"".join([protocol.publication(publication) for publication in publications])
             if not data:
                 continue  # nothing this protocol delivers (a member event to gusher clients)
             Connection.send_to_all(subscribers, data)
