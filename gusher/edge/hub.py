@@ -495,15 +495,13 @@ class Hub:
             # One message on its key is the common case of per-user channels, one per delivery:
             # its fields are read directly, no generator per check (issue 16).
             if len(publications) == 1:
-                if publications[0].control:
-                    self._with_controls(key, publications)
-                    continue
-                numbered = publications[0].offset
+                control, numbered = bool(publications[0].control), publications[0].offset
             else:
-                if any(publication.control for publication in publications):
-                    self._with_controls(key, publications)
-                    continue
+                control = any(publication.control for publication in publications)
                 numbered = publications[-1].offset or publications[0].offset
+            if control:
+                self._with_controls(key, publications)
+                continue
             if numbered:
                 ready = self.continuity.on_live(key, publications)
                 if ready is None:
