@@ -12,15 +12,17 @@ when the key's first local client wants it and releases it after the last.
 A subscribe waits, in the session's task, until the broker confirms the key
 (`on_ready`), so a client told `subscribed` receives every later message.
 The hub knows the broker only through that interface: a Redis Cluster
-engine, or a fake in a test, drives it unchanged.
+engine, or a fake in a test, drives it unchanged. Subscribes that read or
+write Redis before going live (history, presence, cache channels) are
+`gusher.edge.buffered_subscribes`'s; the fan-out extends their buffers.
 """
 
 from __future__ import annotations
 
 import secrets
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gevent
@@ -28,7 +30,7 @@ import gevent.event
 
 from gusher.broker.base import HistoryStore, PublicationBatch, Subscriber
 from gusher.config import Settings
-from gusher.core.history import HistoryPolicy, is_recoverable, merge
+from gusher.core.history import HistoryPolicy
 from gusher.core.identity import Identity
 from gusher.core.metrics import Metrics
 from gusher.core.publication import (
@@ -40,6 +42,7 @@ from gusher.core.publication import (
 )
 from gusher.core.registry import Registry
 from gusher.edge import controls
+from gusher.edge.buffered_subscribes import BufferedSubscribes
 from gusher.edge.channel_events import ChannelEvents
 from gusher.edge.connection import Connection, RawSocket, SocketContext
 from gusher.edge.continuity import Continuity
@@ -55,7 +58,7 @@ from gusher.keys import (
     user_channel,
     worker_channel,
 )
-from gusher.wire.base import ClientProtocol, Disconnect, Position, Subscribe
+from gusher.wire.base import ClientProtocol, Disconnect, Subscribe
 
 # The `skip` of a fan-out whose excluded socket lives on another worker.
 _NOBODY: Any = object()
@@ -63,10 +66,6 @@ _NOBODY: Any = object()
 # Yield to the event loop after this many sends, so that a huge fan-out never
 # starves the worker's heartbeat or its gunicorn watchdog (FACTS).
 _SENDS_PER_YIELD = 4096
-
-# What a prepared subscribe's step returns (`Hub.subscribe_prepared`): a refusal or "", the frames
-# that answer the subscribe, and what of the messages buffered meanwhile follows them (None: all).
-Prepared = tuple[str, bytes, Callable[[list[Publication]], list[Publication]] | None]
 
 
 class Hub:
@@ -112,12 +111,12 @@ class Hub:
         self.handshakes = 0  # handshakes in flight, each holding a connection slot (`reserve`)
         self._pending: dict[str, int] = {}  # subscribes between `want` and their registration
         self._ready: dict[str, gevent.event.Event] = {}  # keys subscribes wait on
-        # History subscribes being caught up: their live messages, buffered until the replay is sent.
-        self._catching_up: dict[str, dict[Connection, list[Publication]]] = {}
         # Numbered keys followed across pub/sub gaps and reconnects.
         self.continuity = Continuity(history, metrics, settings.max_recovered_messages, self._caught_up)
         # Caught-up connections that still skip late copies of what their replay held.
         self.settling: Settling[Connection] = Settling(self.continuity.live_offset)
+        # Subscribes that read Redis before going live, the key's messages buffered meanwhile.
+        self.buffered = BufferedSubscribes(self)
         # Pusher's private, presence, cache and user channels, client events and sign-in
         # (gusher.edge.pusher_channels), set by the worker's services; None serves no Pusher client.
         self.pusher: PusherHandler | None = None
@@ -169,7 +168,7 @@ class Hub:
         """Stop delivering to `session`: drop its subscriptions (and its presence memberships)."""
         events = self.channel_events
         for key in self.registries[session.protocol].detach(session.conn):
-            self._release_if_unused(key)
+            self.release_if_unused(key)
             if events is not None:
                 events.changed(key)
         if session.pusher is not None and session.pusher.presence and self.pusher is not None:
@@ -202,12 +201,12 @@ class Hub:
         """
         key = sys.intern(pubsub_channel(session.app_key, channel))
         registry = self.registries[session.protocol]
-        refusal = self._refusal(registry, key, session.conn)
+        refusal = self.refusal(registry, key, session.conn)
         if refusal:
             return refusal
         if not self.subscriber.want(key):
             return None
-        self._register(registry, key, session.conn)
+        self.register(registry, key, session.conn)
         return ""
 
     def subscribe(self, session: Session, channel: str) -> str:
@@ -219,26 +218,22 @@ class Hub:
         key = sys.intern(pubsub_channel(session.app_key, channel))
         registry = self.registries[session.protocol]
         conn = session.conn
-        refusal = self._refusal(registry, key, conn)
+        refusal = self.refusal(registry, key, conn)
         if refusal:
             return refusal
-        self._pending[key] = self._pending.get(key, 0) + 1
-        try:
-            ready = self.subscriber.want(key) or self._wait_ready(key)
-        finally:
-            left = self._pending.pop(key) - 1
-            if left:
-                self._pending[key] = left
+        with self.holding(key):
+            ready = self.wait_until_carried(key)
         allowed = session.identity.allows(channel)  # again: a runtime change may have come meanwhile
         if ready and conn.is_open and allowed:
-            self._register(registry, key, conn)
+            self.register(registry, key, conn)
             return ""
-        self._release_if_unused(key)
+        self.release_if_unused(key)
         if not conn.is_open:
             return "connection closed"
         return "redis unavailable, try again" if allowed else "channel not allowed"
 
-    def _refusal(self, registry: Registry[Connection], key: str, conn: Connection) -> str:
+    def refusal(self, registry: Registry[Connection], key: str, conn: Connection) -> str:
+        """Why `conn` may not subscribe to `key` (already subscribed, at its limit), or ""."""
         if registry.is_subscribed(key, conn):
             return "already subscribed"
         limit = self.settings.max_subscriptions_per_connection
@@ -246,7 +241,24 @@ class Hub:
             return f"subscription limit of {limit} reached"
         return ""
 
-    def _wait_ready(self, key: str) -> bool:
+    @contextmanager
+    def holding(self, key: str) -> Iterator[None]:
+        """`key` is not released meanwhile (`release_if_unused`): a subscribe to it is under way."""
+        self._pending[key] = self._pending.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._pending.pop(key) - 1
+            if left:
+                self._pending[key] = left
+
+    def wait_until_carried(self, key: str) -> bool:
+        """True once the broker carries `key` (at once if it does); False after `subscribe_timeout`.
+
+        Called `holding(key)`: the last of the key's waiters to give up drops its event.
+        """
+        if self.subscriber.want(key):
+            return True
         event = self._ready.get(key)
         if event is None:
             event = self._ready[key] = gevent.event.Event()
@@ -257,166 +269,8 @@ class Hub:
         return ready
 
     def subscribe_numbered(self, session: Session, command: Subscribe) -> None:
-        """Subscribe to a history channel: the reply with its position, the replay, then live.
-
-        Live messages of the key are buffered for this connection from before
-        the history read until the replay is sent (`_catching_up`), then merged
-        by offset (`gusher.core.history.merge`): no gap, no duplicate, whatever
-        is pushed meanwhile. The replay is paced so that it never fills the
-        connection's output bound: a healthy client is never cut off for it.
-        """
-        self._subscribe_buffered(
-            session, command, lambda key, buffer: self._catch_up(session, command, key, buffer)
-        )
-
-    def subscribe_prepared(
-        self, session: Session, command: Subscribe, prepare: Callable[[str], Prepared]
-    ) -> None:
-        """Subscribe once the key is live and `prepare(key)` has run: its reply, then live messages.
-
-        `prepare` may wait on Redis (a presence join, a cache read) and
-        returns a refusal or "" with the frames that answer the subscribe
-        (`Prepared`). What arrives on the key meanwhile is buffered for this
-        connection and sent right after those frames (less what names it in
-        `exclude`, and what `Prepared`'s filter drops), then the registry
-        takes over with no yield in between: nothing is lost or sent before
-        the reply.
-        """
-        conn, protocol = session.conn, session.protocol
-        registry = self.registries[protocol]
-
-        def then(key: str, buffer: list[Publication]) -> str:
-            ready = self.subscriber.want(key) or self._wait_ready(key)
-            if not conn.is_open:
-                return "connection closed"
-            if not ready:
-                return "redis unavailable, try again"
-            refusal, reply, follows = prepare(key)
-            if not refusal and conn.is_open:
-                rest = [p for p in buffer if p.exclude != session.socket_id]
-                if follows is not None:
-                    rest = follows(rest)
-                conn.send(reply + b"".join(protocol.publication(p) for p in rest))
-                self._register(registry, key, conn)
-            return refusal
-
-        self._subscribe_buffered(session, command, then)
-
-    def _subscribe_buffered(
-        self, session: Session, command: Subscribe, run: Callable[[str, list[Publication]], str]
-    ) -> None:
-        """A subscribe whose key's live messages are buffered for this connection while `run`
-        (key, buffer) takes it live: the refusals every subscribe has first, the bookkeeping
-        (`_catching_up`, `_pending`) around it, and the refusal `run` returns, if any."""
-        conn = session.conn
-        key = sys.intern(pubsub_channel(session.app_key, command.channel))
-        refusal = self._refusal(self.registries[session.protocol], key, conn)
-        if not refusal and conn in self._catching_up.get(key, {}):
-            refusal = "already subscribed"
-        if refusal:
-            conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
-            return
-        buffer: list[Publication] = []
-        self._catching_up.setdefault(key, {})[conn] = buffer
-        self._pending[key] = self._pending.get(key, 0) + 1
-        try:
-            refusal = run(key, buffer)
-        finally:
-            waiting = self._catching_up.get(key, {})
-            waiting.pop(conn, None)
-            if not waiting:
-                self._catching_up.pop(key, None)
-            left = self._pending.pop(key) - 1
-            if left:
-                self._pending[key] = left
-        if refusal:
-            self._release_if_unused(key)
-            if conn.is_open:
-                conn.send(session.protocol.subscribe_refused(command, refusal, session.socket_id))
-
-    def _catch_up(self, session: Session, command: Subscribe, key: str, buffer: list[Publication]) -> str:
-        """The numbered subscribe's steps once its buffer is in place; a refusal, or "" once live."""
-        conn, since, policy = session.conn, command.since, session.history
-        ready = self.subscriber.want(key) or self._wait_ready(key)
-        if not conn.is_open:
-            return "connection closed"
-        if not session.identity.allows(command.channel):
-            return "channel not allowed"
-        if not ready or self.history is None or policy is None:
-            return "redis unavailable, try again"
-        limit = self.settings.max_recovered_messages + 1 if since is not None else 0
-        try:
-            kept = self.history.read(key, since.offset if since is not None else 0, limit, policy)
-        except BackendUnavailable:
-            return "redis unavailable, try again"
-        recovered = None
-        replay: tuple[Publication, ...] = ()
-        after = kept.offset
-        if since is not None:
-            recovered = is_recoverable(since, kept, self.settings.max_recovered_messages)
-            if recovered:
-                replay, after = kept.publications, since.offset
-                self.metrics.recoveries += 1
-            else:
-                self.metrics.recoveries_failed += 1
-        if not conn.is_open:
-            return "connection closed"
-        told = Position(kept.offset, kept.epoch, recovered)
-        conn.send(session.protocol.subscribed(command, session.socket_id, told))
-        last = self._replay(session, merge(replay, (), after))
-        if last is None:
-            return ""  # cut off while replaying: nothing more to send
-        # No yield from here on: the buffer's rest, then the registry takes over.
-        position = max(last, after)
-        rest = merge((), buffer, position)
-        if rest:
-            conn.send(b"".join(session.protocol.publication(p) for p in rest))
-            self.metrics.deliveries += len(rest)
-            position = max([position, *(p.offset for p in rest)])
-        if conn.is_open:
-            self._register(self.registries[session.protocol], key, conn)
-            self.settling.start(key, conn, position, kept.offset)
-            self.continuity.follow(key, policy, kept.offset, kept.epoch)
-        return ""
-
-    def _send_settling(self, key: str, conn: Connection, publications: list[Publication]) -> bool:
-        """`Settling.deliver`'s send: False once `conn` is gone or no longer subscribed to `key`."""
-        session = self.sessions.get(conn)
-        if (
-            session is None
-            or not conn.is_open
-            or not self.registries[session.protocol].is_subscribed(key, conn)
-        ):
-            return False
-        if publications:
-            conn.send(b"".join(session.protocol.publication(p) for p in publications))
-            self.metrics.deliveries += len(publications)
-        return True
-
-    def _replay(self, session: Session, publications: list[Publication]) -> int | None:
-        """Send `publications` without ever queueing more than half the output bound; the last offset.
-
-        Waits (as a task, never the event loop) while the client reads; None
-        when it does not within `ping_timeout` (it is cut off as a slow
-        consumer) or goes away.
-        """
-        conn, last = session.conn, 0
-        room = self.settings.max_pending_bytes // 2
-        for publication in publications:
-            frame = session.protocol.publication(publication)
-            if conn.pending_bytes and conn.pending_bytes + len(frame) > room:
-                deadline = time.monotonic() + self.settings.ping_timeout
-                with self.pool.waiting():
-                    while conn.is_open and conn.pending_bytes > room // 2 and time.monotonic() < deadline:
-                        gevent.sleep(0.005)
-                if conn.is_open and conn.pending_bytes > room // 2:
-                    session.on_backlog_full()
-            if not conn.is_open:
-                return None
-            conn.send(frame)
-            self.metrics.deliveries += 1
-            last = publication.offset
-        return last
+        """Subscribe to a history channel: its position, its replay, then live (`BufferedSubscribes`)."""
+        self.buffered.subscribe_numbered(session, command)
 
     def unsubscribe(self, session: Session, channel: str) -> bool:
         """Unsubscribe `session` from `channel`; False if it was not subscribed."""
@@ -425,7 +279,7 @@ class Hub:
         if not registry.is_subscribed(key, session.conn):
             return False
         registry.unsubscribe(key, session.conn)
-        self._release_if_unused(key)
+        self.release_if_unused(key)
         if self.channel_events is not None:
             self.channel_events.changed(key)
         return True
@@ -446,7 +300,7 @@ class Hub:
         if self.registries[session.protocol].subscribe(key, session.conn):
             self.subscriber.want(key)
 
-    def _release_if_unused(self, key: str) -> None:
+    def release_if_unused(self, key: str) -> None:
         """Release `key` in the broker when no local client has it or is subscribing to it."""
         if key in self._pending:
             return
@@ -458,7 +312,7 @@ class Hub:
         if self.channel_events is not None:
             self.channel_events.vacated(key)
 
-    def _register(self, registry: Registry[Connection], key: str, conn: Connection) -> None:
+    def register(self, registry: Registry[Connection], key: str, conn: Connection) -> None:
         """`conn` receives `key` from now on; the key's first subscriber here is told to the
         channel events (Pusher's channel_occupied)."""
         first = registry.subscribe(key, conn)
@@ -533,9 +387,9 @@ class Hub:
                 sends = self._fan_out(key, [publication], sends, excluded or _NOBODY)
             return sends
         metrics = self.metrics
-        catching_up = self._catching_up.get(key)
-        if catching_up:
-            for buffer in catching_up.values():
+        buffers = self.buffered.buffers.get(key)
+        if buffers:
+            for buffer in buffers.values():
                 buffer.extend(publications)
         settling = self.settling.of(key)
         for protocol, registry in self.registries.items():
@@ -559,7 +413,9 @@ class Hub:
                 sends = 0
                 gevent.sleep(0)
         if settling:
-            self.settling.deliver(key, publications, lambda conn, pubs: self._send_settling(key, conn, pubs))
+            self.settling.deliver(
+                key, publications, lambda conn, pubs: self.buffered.send_settling(key, conn, pubs)
+            )
         return sends
 
     def _with_controls(self, key: str, publications: list[Publication]) -> None:

@@ -8,7 +8,7 @@ command here runs as the session's task (it may wait on Redis):
   `pusher:subscription_error` and the connection stays;
 - **presence channels**: the same over `socket_id:channel:channel_data`; the
   member joins in Redis (`gusher.broker.members`, exact across slaves) while
-  the key's live messages are buffered (`Hub.subscribe_prepared`), so the
+  the key's live messages are buffered (`BufferedSubscribes.subscribe_prepared`), so the
   member list of `subscription_succeeded` and the member events after it
   agree; the member leaves when it unsubscribes or its connection closes;
 - **cache channels**: the kept last event follows `subscription_succeeded`,
@@ -52,8 +52,9 @@ from gusher.core.pusher import (
     signature_matches,
     user_text,
 )
+from gusher.edge.buffered_subscribes import Prepared
 from gusher.edge.channel_events import ChannelEvents
-from gusher.edge.hub import Hub, Prepared
+from gusher.edge.hub import Hub
 from gusher.edge.session import Session
 from gusher.errors import BackendUnavailable, GusherError
 from gusher.keys import pubsub_channel
@@ -116,9 +117,13 @@ class PusherChannels:
             if isinstance(member, str):
                 conn.send(protocol.subscribe_refused(command, member, session.socket_id))
                 return
-            self.hub.subscribe_prepared(session, command, lambda key: self._join(session, key, *member))
+            self.hub.buffered.subscribe_prepared(
+                session, command, lambda key: self._join(session, key, *member)
+            )
         elif is_cache(channel):
-            self.hub.subscribe_prepared(session, command, lambda key: self._cached(session, command, key))
+            self.hub.buffered.subscribe_prepared(
+                session, command, lambda key: self._cached(session, command, key)
+            )
         else:
             self._plain(session, command)
 
