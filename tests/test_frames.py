@@ -96,22 +96,32 @@ def test_arbitrary_bytes_never_escape_as_other_errors(junk: bytes) -> None:
         assert exc.close_code in (1002, 1007, 1009)
 
 
+# Named cases: the frames carry random masks, so their bytes cannot name them (and ids made from
+# them would differ between pytest-xdist's workers, which must collect the same tests).
 @pytest.mark.parametrize(
     "wire, code",
     [
-        (client_frame(frames.OP_TEXT, b"\xff"), 1007),
-        (client_frame(frames.OP_TEXT, b"x" * 2000), 1009),
-        (client_frame(frames.OP_TEXT, b"{}", masked=False), 1002),
-        (client_frame(frames.OP_TEXT, b"{}", rsv=0x40), 1002),
-        (client_frame(0x3, b""), 1002),
-        (client_frame(0xB, b""), 1002),
-        (client_frame(frames.OP_CONTINUATION, b"x"), 1002),
-        (client_frame(frames.OP_PING, b"x", fin=False), 1002),
-        (client_frame(frames.OP_PING, b"x" * 126), 1002),
-        (client_frame(frames.OP_CLOSE, b"\x03"), 1002),
-        (client_frame(frames.OP_CLOSE, (1005).to_bytes(2, "big")), 1002),
-        (client_frame(frames.OP_CLOSE, (1000).to_bytes(2, "big") + b"\xff"), 1007),
-        (client_frame(frames.OP_TEXT, b"a", fin=False) + client_frame(frames.OP_TEXT, b"b"), 1002),
+        pytest.param(client_frame(frames.OP_TEXT, b"\xff"), 1007, id="text-not-utf8"),
+        pytest.param(client_frame(frames.OP_TEXT, b"x" * 2000), 1009, id="over-the-size-limit"),
+        pytest.param(client_frame(frames.OP_TEXT, b"{}", masked=False), 1002, id="unmasked"),
+        pytest.param(client_frame(frames.OP_TEXT, b"{}", rsv=0x40), 1002, id="rsv-bit-set"),
+        pytest.param(client_frame(0x3, b""), 1002, id="reserved-data-opcode"),
+        pytest.param(client_frame(0xB, b""), 1002, id="reserved-control-opcode"),
+        pytest.param(client_frame(frames.OP_CONTINUATION, b"x"), 1002, id="continuation-first"),
+        pytest.param(client_frame(frames.OP_PING, b"x", fin=False), 1002, id="fragmented-ping"),
+        pytest.param(client_frame(frames.OP_PING, b"x" * 126), 1002, id="ping-over-125-bytes"),
+        pytest.param(client_frame(frames.OP_CLOSE, b"\x03"), 1002, id="close-of-one-byte"),
+        pytest.param(client_frame(frames.OP_CLOSE, (1005).to_bytes(2, "big")), 1002, id="close-code-1005"),
+        pytest.param(
+            client_frame(frames.OP_CLOSE, (1000).to_bytes(2, "big") + b"\xff"),
+            1007,
+            id="close-reason-not-utf8",
+        ),
+        pytest.param(
+            client_frame(frames.OP_TEXT, b"a", fin=False) + client_frame(frames.OP_TEXT, b"b"),
+            1002,
+            id="new-message-inside-a-fragmented-one",
+        ),
     ],
 )
 def test_violations_raise_the_rfc_close_code(wire: bytes, code: int) -> None:
